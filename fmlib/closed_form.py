@@ -1,0 +1,232 @@
+r"""The closed-form optimal velocity field of flow matching for an empirical distribution.
+
+Convention (shared by Gao & Li, arXiv 2410.23594, Section 4.1; Bertrand et al., arXiv 2506.03719,
+Proposition 1; Reu et al., arXiv 2510.18118): :math:`x_t = (1 - t) x_0 + t x_1`,
+:math:`x_0 \sim N(0, I_d)`, :math:`x_1` uniform over the n training points :math:`y_1, \dots, y_n`.
+Bayes' rule with the equal-variance Gaussian likelihoods :math:`N(x; t y_i, (1 - t)^2 I)` gives
+
+.. math::
+
+    \lambda_i(x, t) = \operatorname{softmax}_i\Big(-\frac{\|x - t y_i\|^2}{2 (1 - t)^2}\Big), \qquad
+    D(x, t) = \sum_i \lambda_i(x, t)\, y_i, \qquad
+    u^*(x, t) = \frac{D(x, t) - x}{1 - t}.
+
+:math:`D` is the posterior mean :math:`E[x_1 \mid x_t = x]` (the denoiser) and :math:`u^*` the
+minimiser of the conditional flow matching loss.
+
+Evaluation. :math:`\|x - t y\|^2 = \|x\|^2 - 2 t \langle x, y\rangle + t^2 \|y\|^2`; the first term
+is constant in i and cancels in the softmax, so the logits of a chunk of data are one matrix
+product plus a rank-one term. The data are streamed in chunks with a running maximum ``m``, a
+running sum ``s`` and a running weighted sum ``a`` (rescaled by ``exp(m_old - m_new)`` when a chunk
+raises the maximum), so memory is O(B x chunk + n) and no (B, n, d) or (B, n) tensor is formed by
+:meth:`ClosedFormField.posterior_mean`. Shifted logits are clamped at the smallest argument whose
+exp is a normal number (-87 in float32, -708 in float64) before ``exp``: the weights this changes
+are below 1e-38 of the largest, and it avoids the slow paths of vectorised ``exp`` on very negative
+inputs and of GEMM on subnormal numbers (``shared/notes/closed_form.md``).
+
+At t = 1 the posterior is a point mass on the nearest training point (ties go to the lowest index).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from fmlib._checks import as_time, check_data, check_points
+
+__all__ = ["ClosedFormField", "nearest_index", "posterior_mean", "velocity"]
+
+DEFAULT_CHUNK_ROWS = 8192
+"""Rows of the data per chunk: large enough for efficient GEMMs, small enough for the cache."""
+
+_EXP_FLOOR = {torch.float32: -87.0, torch.float64: -708.0}
+"""Smallest shifted logit kept before ``exp``: exp of it is still a normal number."""
+
+
+def _check_chunk_size(chunk_size: int | None) -> int | None:
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    return chunk_size
+
+
+def nearest_index(
+    x: Tensor, data: Tensor, *, sq_norms: Tensor | None = None, chunk_size: int | None = None
+) -> tuple[Tensor, Tensor]:
+    r"""Index of and squared distance to the nearest row of ``data`` for each row of ``x``.
+
+    .. math:: i^*(x) = \arg\min_i \|x - y_i\|^2 = \arg\min_i \big(\|y_i\|^2 - 2\langle x, y_i\rangle\big)
+
+    Streams over ``data`` in chunks (one matrix product each), never copying it.
+
+    Args:
+        x: (B, d) queries.
+        data: (n, d) training points, same dtype and device as ``x``.
+        sq_norms: (n,) precomputed ``||y_i||^2`` (computed when None).
+        chunk_size: rows of ``data`` per chunk (default 8192).
+
+    Returns:
+        ``(index, sq_dist)``: (B,) int64 indices (lowest on ties) and (B,) squared distances
+        (clamped at 0 against round-off).
+    """
+    check_data(data)
+    check_points(x, data)
+    chunk = _check_chunk_size(chunk_size) or DEFAULT_CHUNK_ROWS
+    if sq_norms is None:
+        sq_norms = (data * data).sum(dim=1)
+    batch, n = x.shape[0], data.shape[0]
+    best = torch.full((batch,), float("inf"), dtype=x.dtype, device=x.device)
+    best_index = torch.zeros(batch, dtype=torch.long, device=x.device)
+    for start in range(0, n, chunk):
+        y = data[start : start + chunk]
+        score = torch.addmm(sq_norms[start : start + chunk].unsqueeze(0), x, y.T, alpha=-2.0)
+        value, index = score.min(dim=1)
+        better = value < best
+        best = torch.where(better, value, best)
+        best_index = torch.where(better, index + start, best_index)
+    sq_dist = (best + (x * x).sum(dim=1)).clamp_(min=0.0)
+    return best_index, sq_dist
+
+
+class ClosedFormField:
+    r"""The optimal velocity field :math:`u^*` of flow matching for the training points ``data``.
+
+    Holds the data and their squared norms (computed once); every method streams over the data
+    in chunks of ``chunk_size`` rows.
+
+    Args:
+        data: (n, d) training points :math:`y_i`, float32 or float64, on any device.
+        chunk_size: rows of data per chunk (default 8192); memory is O(B x chunk_size + n).
+
+    Every method takes ``x`` of shape (B, d) with the dtype and device of ``data`` and ``t`` a float
+    or a tensor of shape (B,) in [0, 1]; results have the dtype and device of ``x``.
+
+    Example:
+        >>> field = ClosedFormField(torch.tensor([[0.0, 1.0], [2.0, 0.0]]))
+        >>> field.posterior_mean(torch.tensor([[0.0, 0.9]]), 0.9)
+        tensor([[0.0000, 1.0000]])
+    """
+
+    def __init__(self, data: Tensor, *, chunk_size: int | None = None) -> None:
+        self.data = check_data(data)
+        self.sq_norms = (data * data).sum(dim=1)
+        self.chunk_size = _check_chunk_size(chunk_size) or min(DEFAULT_CHUNK_ROWS, data.shape[0])
+
+    @property
+    def n(self) -> int:
+        """Number of training points."""
+        return self.data.shape[0]
+
+    @property
+    def d(self) -> int:
+        """Dimension of the data."""
+        return self.data.shape[1]
+
+    def _prepare(self, x: Tensor, t: float | Tensor) -> tuple[Tensor, Tensor]:
+        check_points(x, self.data)
+        return x, as_time(t, x.shape[0], x)
+
+    def _logit_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Per-row coefficients so that logit_i = a <x, y_i> - b ||y_i||^2 (up to a constant in i).
+
+        :math:`a = t / (1 - t)^2`, :math:`b = t^2 / (2 (1 - t)^2)`; (B,) each, for rows with t < 1.
+        """
+        inv = 1.0 / (1.0 - t) ** 2
+        return t * inv, 0.5 * t * t * inv
+
+    def _chunk_logits(self, x: Tensor, a: Tensor, b: Tensor, start: int, out: Tensor | None = None) -> Tensor:
+        """Logits (B, c) of the data rows ``start:start + c``, up to a per-row constant."""
+        y = self.data[start : start + self.chunk_size]
+        y_sq = self.sq_norms[start : start + self.chunk_size]
+        if out is None or out.shape[1] != y.shape[0]:
+            out = torch.empty(x.shape[0], y.shape[0], dtype=x.dtype, device=x.device)
+        torch.outer(-b, y_sq, out=out)
+        return out.addmm_(x * a.unsqueeze(1), y.T)
+
+    def log_weights(self, x: Tensor, t: float | Tensor) -> Tensor:
+        r"""Log posterior weights :math:`\log \lambda_i(x, t)`, shape (B, n).
+
+        Forms the full (B, n) matrix: meant for inspection and moderate n. At t = 1 the weight is
+        one-hot on the nearest training point (log 0 = -inf elsewhere).
+        """
+        x, t = self._prepare(x, t)
+        logits = torch.empty(x.shape[0], self.n, dtype=x.dtype, device=x.device)
+        inner = t < 1
+        if bool(inner.any()):
+            xi = x[inner]
+            a, b = self._logit_coefficients(t[inner])
+            parts = [self._chunk_logits(xi, a, b, s) for s in range(0, self.n, self.chunk_size)]
+            logits[inner] = torch.log_softmax(torch.cat(parts, dim=1), dim=1)
+        if not bool(inner.all()):
+            index, _ = nearest_index(x[~inner], self.data, sq_norms=self.sq_norms, chunk_size=self.chunk_size)
+            one_hot = torch.full((index.shape[0], self.n), float("-inf"), dtype=x.dtype, device=x.device)
+            one_hot[torch.arange(index.shape[0], device=x.device), index] = 0.0
+            logits[~inner] = one_hot
+        return logits
+
+    def weights(self, x: Tensor, t: float | Tensor) -> Tensor:
+        r"""Posterior weights :math:`\lambda_i(x, t)`, shape (B, n); each row sums to 1."""
+        return self.log_weights(x, t).exp()
+
+    def posterior_mean(self, x: Tensor, t: float | Tensor) -> Tensor:
+        r"""The denoiser :math:`D(x, t) = E[x_1 \mid x_t = x] = \sum_i \lambda_i(x, t) y_i`, shape (B, d).
+
+        Streams over the data with a running log-sum-exp; never forms a (B, n) tensor. At t = 1
+        returns the limit, the nearest training point.
+        """
+        x, t = self._prepare(x, t)
+        out = torch.empty_like(x)
+        inner = t < 1
+        if bool(inner.all()):
+            return self._streamed_mean(x, t)
+        if bool(inner.any()):
+            out[inner] = self._streamed_mean(x[inner], t[inner])
+        index, _ = nearest_index(x[~inner], self.data, sq_norms=self.sq_norms, chunk_size=self.chunk_size)
+        out[~inner] = self.data[index]
+        return out
+
+    def _streamed_mean(self, x: Tensor, t: Tensor) -> Tensor:
+        """The running-log-sum-exp pass of :meth:`posterior_mean` for rows with t < 1."""
+        a, b = self._logit_coefficients(t)
+        floor = _EXP_FLOOR[x.dtype]
+        batch = x.shape[0]
+        running_max = torch.full((batch, 1), float("-inf"), dtype=x.dtype, device=x.device)
+        running_sum = torch.zeros(batch, 1, dtype=x.dtype, device=x.device)
+        weighted_sum = torch.zeros(batch, self.d, dtype=x.dtype, device=x.device)
+        buffer = None
+        for start in range(0, self.n, self.chunk_size):
+            buffer = self._chunk_logits(x, a, b, start, out=buffer)
+            new_max = torch.maximum(running_max, buffer.amax(dim=1, keepdim=True))
+            rescale = (running_max - new_max).exp_()
+            running_sum.mul_(rescale)
+            weighted_sum.mul_(rescale)
+            running_max = new_max
+            buffer.sub_(new_max).clamp_(min=floor).exp_()
+            running_sum.add_(buffer.sum(dim=1, keepdim=True))
+            weighted_sum.addmm_(buffer, self.data[start : start + self.chunk_size])
+        return weighted_sum.div_(running_sum)
+
+    def velocity(self, x: Tensor, t: float | Tensor) -> Tensor:
+        r"""The optimal velocity :math:`u^*(x, t) = (D(x, t) - x) / (1 - t)`, shape (B, d).
+
+        Raises ValueError at t = 1, where the field is not defined (it blows up away from the data);
+        use :meth:`posterior_mean` there, or an ODE solver's denoiser step (:mod:`fmlib.ode`).
+        """
+        x, t = self._prepare(x, t)
+        if bool((t >= 1).any()):
+            raise ValueError(
+                "velocity is undefined at t = 1 (it divides by 1 - t); "
+                "use posterior_mean(x, 1.0) for the limit, or integrate with fmlib.ode"
+            )
+        return (self._streamed_mean(x, t) - x) / (1.0 - t).unsqueeze(1)
+
+
+def posterior_mean(x: Tensor, t: float | Tensor, data: Tensor, *, chunk_size: int | None = None) -> Tensor:
+    """One-shot :meth:`ClosedFormField.posterior_mean`: the denoiser for ``data`` (n, d) at x (B, d)."""
+    return ClosedFormField(data, chunk_size=chunk_size).posterior_mean(x, t)
+
+
+def velocity(x: Tensor, t: float | Tensor, data: Tensor, *, chunk_size: int | None = None) -> Tensor:
+    """One-shot :meth:`ClosedFormField.velocity`: the optimal field for ``data`` (n, d) at x (B, d)."""
+    return ClosedFormField(data, chunk_size=chunk_size).velocity(x, t)
