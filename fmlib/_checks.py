@@ -6,10 +6,26 @@ expected; nothing deeper in the package re-checks.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Callable, Iterable, Sequence
+
 import torch
 from torch import Tensor
 
-__all__ = ["as_time", "check_data", "check_points", "resolve_device"]
+__all__ = [
+    "as_time",
+    "check_batch",
+    "check_choice",
+    "check_data",
+    "check_dtype",
+    "check_field",
+    "check_float",
+    "check_points",
+    "check_positive_int",
+    "check_same_shape",
+    "check_time_grid",
+    "resolve_device",
+]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -71,3 +87,106 @@ def as_time(t: float | Tensor, batch: int, like: Tensor, name: str = "t") -> Ten
     if bool(bad.any()):
         raise ValueError(f"{name} must lie in [0, 1] (0 = noise, 1 = data), got {t[bad][0].item()!r}")
     return t
+
+
+def check_positive_int(value: int, name: str) -> int:
+    """Check that ``value`` is an integer >= 1 (bools are refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_float(
+    value: float,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Check that ``value`` is a finite real number in the interval given by ``low`` and ``high``.
+
+    ``low_open`` / ``high_open`` exclude the end points; a missing bound is unbounded.
+    """
+    left = "(" if low_open or low is None else "["
+    right = ")" if high_open or high is None else "]"
+    interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValueError(f"{name} must be a real number in {interval}, got {value!r}")
+    value = float(value)
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a real number in {interval}, got {value!r}")
+    return value
+
+
+def check_choice(value: str, choices: Iterable[str], name: str) -> str:
+    """Check that ``value`` is one of ``choices``; the error lists them and suggests the closest (difflib)."""
+    options = sorted(choices)
+    if isinstance(value, str) and value in options:
+        return value
+    listed = ", ".join(repr(option) for option in options)
+    close = difflib.get_close_matches(value, options, n=1) if isinstance(value, str) else []
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"{name}={value!r} is not one of {listed}{hint}")
+
+
+def check_dtype(dtype: torch.dtype, name: str = "dtype") -> torch.dtype:
+    """Check that ``dtype`` is torch.float32 or torch.float64."""
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"{name} must be torch.float32 or torch.float64, got {dtype!r}")
+    return dtype
+
+
+def check_batch(x: Tensor, name: str = "x") -> Tensor:
+    """Check a (B, d) floating tensor (float32 or float64) with B >= 1 and d >= 1."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape (B, d), got {type(x).__name__}")
+    if x.dim() != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} must have shape (B, d) with B >= 1 and d >= 1, got shape {tuple(x.shape)}")
+    if x.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"{name} must be float32 or float64, got {x.dtype}")
+    return x
+
+
+def check_same_shape(x: Tensor, like: Tensor, name: str, like_name: str) -> Tensor:
+    """Check that ``x`` has the shape, dtype and device of ``like`` (both already checked tensors)."""
+    if x.shape != like.shape:
+        raise ValueError(f"{name} has shape {tuple(x.shape)} but {like_name} has {tuple(like.shape)}; they must match")
+    return check_points(x, like, name, like_name)
+
+
+def check_field(field: object, name: str = "field") -> Callable[[Tensor, float | Tensor], Tensor]:
+    """Return the velocity function of ``field``: its ``velocity`` method, or ``field`` itself if callable."""
+    velocity = getattr(field, "velocity", None)
+    if callable(velocity):
+        return velocity
+    if callable(field):
+        return field
+    raise ValueError(
+        f"{name} must have a velocity(x, t) method or be a callable v(x, t), got {type(field).__name__}"
+    )
+
+
+def check_time_grid(ts: Tensor | Sequence[float], name: str = "ts") -> Tensor:
+    """Return ``ts`` as a 1-D float64 CPU tensor, checked: at least 2 points, strictly increasing, in [0, 1]."""
+    try:
+        grid = torch.as_tensor(ts, dtype=torch.float64).detach().cpu()
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{name} must be a 1-D tensor or sequence of times in [0, 1], got {ts!r}") from err
+    if grid.dim() != 1 or grid.shape[0] < 2:
+        raise ValueError(f"{name} must be 1-D with at least 2 times, got shape {tuple(grid.shape)}")
+    outside = ~((grid >= 0) & (grid <= 1))
+    if bool(outside.any()):
+        k = int(outside.nonzero()[0])
+        raise ValueError(f"{name} must lie in [0, 1] (0 = noise, 1 = data), got {name}[{k}]={grid[k].item()!r}")
+    not_increasing = grid[1:] <= grid[:-1]
+    if bool(not_increasing.any()):
+        k = int(not_increasing.nonzero()[0]) + 1
+        raise ValueError(
+            f"{name} must be strictly increasing, got {name}[{k}]={grid[k].item()!r} "
+            f"after {name}[{k - 1}]={grid[k - 1].item()!r}"
+        )
+    return grid

@@ -1,0 +1,78 @@
+"""Command line: ``python -m fmlib {run,sweep,book,list} ...``.
+
+    python -m fmlib list                                   chapters and their parameters
+    python -m fmlib run NAME [-p name value ...] [--force] re-run a chapter with new parameters
+    python -m fmlib run NAME --help                        the chapter's parameters
+    python -m fmlib sweep NAME -p d 64,256 -p n 100,1000 [--jobs 2] [--scheduler tcp://host:8786]
+    python -m fmlib book [--quick]                         run every chapter, then build the HTML
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fmlib.params import ParameterError, read_parameters
+from fmlib.run import ChapterError, chapter_names, find_chapter, run_chapter
+
+
+def _parameter_help(name: str) -> str:
+    notebook = find_chapter(name)
+    lines = [f"Parameters of {notebook.stem} (python -m fmlib run {notebook.stem} -p NAME VALUE ...):"]
+    lines += [f"  {spec.describe()}" for spec in read_parameters(notebook).values()]
+    return "\n".join(lines)
+
+
+def _pairs(values: list[list[str]] | None) -> dict[str, str]:
+    return {key: value for key, value in values or []}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 for a rejected parameter, 1 for a failed chapter)."""
+    parser = argparse.ArgumentParser(prog="python -m fmlib", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="list the chapters and their parameters")
+    for command in ("run", "sweep"):
+        sub = commands.add_parser(command, add_help=False, help=f"{command} a chapter")
+        sub.add_argument("name", nargs="?")
+        sub.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"))
+        sub.add_argument("-h", "--help", action="store_true")
+        if command == "run":
+            sub.add_argument("--force", action="store_true", help="run even if stored")
+        else:
+            sub.add_argument("--jobs", type=int, default=1, help="local processes")
+            sub.add_argument("--scheduler", help="address of an existing Dask scheduler")
+    book = commands.add_parser("book", help="run every chapter with its defaults and build the HTML")
+    book.add_argument("--quick", action="store_true", help="tiny parameters (for tests)")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "list":
+            print("\n\n".join(_parameter_help(name) for name in chapter_names()))
+        elif args.command in ("run", "sweep") and (args.help or not args.name):
+            print(_parameter_help(args.name) if args.name else f"usage: python -m fmlib {args.command} NAME ...")
+            return 0 if args.help else 2
+        elif args.command == "run":
+            result = run_chapter(args.name, _pairs(args.parameter), force=args.force)
+            print(f"{'ran' if result.executed else 'already stored'}: {result.path}")
+        elif args.command == "sweep":
+            from fmlib.sweep import run_sweep
+
+            done = run_sweep(args.name, _pairs(args.parameter), jobs=args.jobs, scheduler=args.scheduler)
+            print(f"sweep {args.name}: {done.executed} run(s) executed, {done.skipped} already stored")
+        elif args.command == "book":
+            from fmlib.book import build_book
+
+            print(f"book built: {build_book(quick=args.quick)}")
+    except ParameterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ChapterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The results store: one directory per run of a chapter, keyed by a hash of its parameters.
+
+Layout::
+
+    data/results/NAME/<hash>/   params.json  results.json  run.json  NAME.ipynb  figures/  tables/
+
+``results.json`` holds the scalar results the chapter recorded with :mod:`fmlib.report`;
+``run.json`` the source hash (notebook and fmlib code), the duration and the time of the run.
+A run is written aside (``data/results/.staging/``) and renamed into place, so a killed run
+leaves the store as it was. The root is ``data/results`` under the repository, or ``$FMLIB_RESULTS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "REPO_ROOT",
+    "collect",
+    "params_hash",
+    "results_root",
+    "run_dir",
+    "source_hash",
+    "stored_run",
+    "write_json_atomic",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def results_root() -> Path:
+    """The store's root: ``$FMLIB_RESULTS`` if set, else ``data/results`` in the repository."""
+    return Path(os.environ.get("FMLIB_RESULTS", REPO_ROOT / "data" / "results"))
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    """A short stable hash of a full parameter set (sorted JSON)."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def source_hash(notebook_path: Path) -> str:
+    """Hash of the notebook's text and of every fmlib source file: a run is stale when it changes."""
+    digest = hashlib.sha256(notebook_path.read_bytes())
+    for path in sorted((REPO_ROOT / "fmlib").glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def run_dir(name: str, params: dict[str, Any]) -> Path:
+    """Where the run of chapter ``name`` with these parameters is (or would be) stored."""
+    return results_root() / name / params_hash(params)
+
+
+def stored_run(name: str, params: dict[str, Any], notebook_path: Path | None = None) -> Path | None:
+    """The stored run for these parameters, or None; with ``notebook_path``, None also when stale."""
+    path = run_dir(name, params)
+    if not (path / "run.json").exists():
+        return None
+    if notebook_path is not None:
+        recorded = json.loads((path / "run.json").read_text())
+        if recorded.get("source_hash") != source_hash(notebook_path):
+            return None
+    return path
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float))
+    os.replace(tmp, path)
+
+
+def publish(staging: Path, final: Path) -> None:
+    """Move a finished run from its staging directory into place, replacing an older run."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    old = final.with_name(f".{final.name}.old.{os.getpid()}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def collect(name: str) -> pd.DataFrame:
+    """Every stored run of chapter ``name`` as a DataFrame: one row per run.
+
+    Columns: the parameters (list values kept as lists), the scalar results, and ``run_dir``.
+    """
+    rows = []
+    root = results_root() / name
+    for path in sorted(root.glob("*/run.json")) if root.exists() else []:
+        run = path.parent
+        row: dict[str, Any] = json.loads((run / "params.json").read_text())
+        results = json.loads((run / "results.json").read_text()) if (run / "results.json").exists() else {}
+        row.update({k: v for k, v in results.items() if not isinstance(v, (dict, list))})
+        row["run_dir"] = str(run)
+        rows.append(row)
+    return pd.DataFrame(rows)
