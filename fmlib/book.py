@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from fmlib.results import REPO_ROOT
-from fmlib.run import ChapterError, RunResult, find_chapter, run_chapter, test_parameters
+from fmlib.run import ChapterError, RunResult, find_chapter, run_chapter, quick_parameters
 
 __all__ = ["GENERATED_DIR", "build_book", "check_html", "toc_chapters"]
 
@@ -39,7 +39,7 @@ def run_chapters(*, quick: bool = False) -> list[RunResult]:
     GENERATED_DIR.mkdir(parents=True, exist_ok=True)
     runs = []
     for name in toc_chapters():
-        overrides = test_parameters(find_chapter(name)) if quick else {}
+        overrides = quick_parameters(find_chapter(name)) if quick else {}
         print(f"[book] chapter {name}{' (quick parameters)' if quick else ''}", flush=True)
         run = run_chapter(name, overrides)
         print(f"[book]   {'executed' if run.executed else 'unchanged, taken from'} {run.path}", flush=True)

@@ -3,14 +3,15 @@
 A chapter declares each parameter on one line of that cell, with a type annotation, a default and
 a help comment that may end with a constraint in braces::
 
-    n_train: int = 8  # number of training points {n >= 1}
-    t: float = 0.5  # time on the path {0 <= t < 1}
+    n_train: int = 8  # number of training points {in [1, inf)}
+    t: float = 0.5  # time on the path {in [0, 1)}
     dataset: str = "digits"  # training data {dataset}
-    ts: list[float] = [0.1, 0.5]  # times to look at {0 <= ts <= 1}
+    ts: list[float] = [0.1, 0.5]  # times to look at {in [0, 1]}
     method: str = "heun"  # ODE solver {one of: euler, heun, rk4}
     data_file: str = ""  # optional data file {file}
 
-Constraints: a chain of comparisons of the parameter's own name with numbers, ``{one of: ...}``,
+Constraints: an interval ``{in [a, b)}`` (brackets closed, parentheses open, ``inf`` allowed; no
+``=`` sign, which papermill's own parser of the cell rejects), ``{one of: ...}``,
 ``{dataset}`` (a name of :func:`fmlib.data.dataset_names`) and ``{file}`` (an existing path, or
 empty). For a list, the constraint applies to each element. papermill accepts unknown names
 silently, so every override is checked here before anything runs.
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import operator
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ __all__ = ["ParameterError", "ParameterSpec", "parse_value", "read_parameters", 
 
 SCALAR_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 LIST_TYPES = {f"list[{name}]": name for name in SCALAR_TYPES}
-_COMPARISONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+_INTERVAL = re.compile(r"in\s*([\[(])\s*([^,]+?)\s*,\s*([^\])]+?)\s*([\])])")
 
 
 class ParameterError(ValueError):
@@ -130,16 +130,16 @@ def parse_value(spec: ParameterSpec, value: Any) -> Any:
         ) from None
 
 
-def _check_comparisons(spec: ParameterSpec, value: float) -> None:
-    tokens = re.split(r"\s*(<=|>=|<|>)\s*", spec.constraint)
-    if len(tokens) < 3 or len(tokens) % 2 == 0:
+def _check_interval(spec: ParameterSpec, value: float) -> None:
+    match = _INTERVAL.fullmatch(spec.constraint)
+    if match is None:
         raise ParameterError(f"parameter {spec.name}: cannot read its constraint {{{spec.constraint}}}")
-    operands = [value if token == spec.name else float(token) for token in tokens[0::2]]
-    for left, op, right in zip(operands, tokens[1::2], operands[1:], strict=False):
-        if not _COMPARISONS[op](left, right):
-            raise ParameterError(
-                f"parameter {spec.name}: {value!r} is impossible; it must satisfy {spec.constraint}"
-            )
+    left, low, high, right = match.groups()
+    low_ok = value >= float(low) if left == "[" else value > float(low)
+    high_ok = value <= float(high) if right == "]" else value < float(high)
+    if not (low_ok and high_ok):
+        interval = spec.constraint[2:].strip()
+        raise ParameterError(f"parameter {spec.name}: {value!r} is impossible; it must lie in {interval}")
 
 
 def _check_constraint(spec: ParameterSpec, value: Any) -> None:
@@ -165,7 +165,7 @@ def _check_constraint(spec: ParameterSpec, value: Any) -> None:
         if str(value) not in choices:
             raise ParameterError(f"parameter {spec.name}: {value!r} is not one of {', '.join(choices)}")
     else:
-        _check_comparisons(spec, value)
+        _check_interval(spec, value)
 
 
 def validate_overrides(specs: dict[str, ParameterSpec], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 from fmlib.params import ParameterError, ParameterSpec, read_parameters, validate_overrides
 from fmlib.results import REPO_ROOT, publish, results_root, run_dir, source_hash, stored_run, write_json_atomic
 
-__all__ = ["ChapterError", "RunResult", "chapter_names", "find_chapter", "run_chapter", "test_parameters"]
+__all__ = ["ChapterError", "RunResult", "chapter_names", "find_chapter", "run_chapter", "quick_parameters"]
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -66,7 +66,7 @@ def find_chapter(name: str) -> Path:
     raise ParameterError(f"unknown chapter {name!r}.{hint} Chapters: {', '.join(names)}")
 
 
-def test_parameters(notebook_path: Path) -> dict[str, Any]:
+def quick_parameters(notebook_path: Path) -> dict[str, Any]:
     """The tiny parameters a chapter declares for tests and quick builds (front matter ``fmlib.test``)."""
     import jupytext
 
