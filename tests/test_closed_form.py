@@ -160,7 +160,7 @@ def test_results_follow_the_device_and_dtype_of_x():
         (lambda: ClosedFormField(torch.zeros(3, 2)).velocity(torch.zeros(4, 2), torch.zeros(3)),
          r"t must be a float or a tensor of shape \(4,\)"),
         (lambda: ClosedFormField(torch.zeros(3, 2)).velocity(torch.zeros(4, 2), "0.5"), r"t must be a float"),
-        (lambda: ClosedFormField(torch.zeros(3, 2)).velocity(torch.zeros(4, 2), 1.0), r"velocity is undefined at t = 1"),
+        (lambda: ClosedFormField(torch.zeros(3, 2)).velocity(torch.zeros(4, 2), 1.0), r"velocity is undefined at t"),
     ],
 )
 def test_errors_name_the_argument(call, message):

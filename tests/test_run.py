@@ -44,7 +44,7 @@ def quick_parameters_cell_is_read_with_types_defaults_help_and_constraints():
         ({"t_check": "1.0"}, r"parameter t_check: 1.0 is impossible; it must lie in \(0, 1\)"),
         ({"t_check": "-0.5"}, r"parameter t_check: -0.5 is impossible"),
         ({"mc_samples": "100,5"}, r"parameter mc_samples: 5 is impossible; it must lie in \[10, inf\)"),
-        ({"dataset": "gausian_mixture"}, r"unknown data set 'gausian_mixture'; known: .*Did you mean 'gaussian_mixture'"),
+        ({"dataset": "gausian_mixture"}, r"unknown data set 'gausian_mixture'; known: .*Did you mean 'gaussian_mix"),
         ({"device": "tpu"}, r"parameter device: 'tpu' is not one of auto, cpu, cuda"),
     ],
 )
