@@ -56,17 +56,20 @@ def check_html(html_dir: Path) -> None:
             raise ChapterError(f"the built page {page.relative_to(html_dir)} shows a traceback")
 
 
-def build_book(*, quick: bool = False) -> Path:
-    """Run the chapters, write the generated pages, and render the HTML; returns its directory."""
+def build_book(*, quick: bool = False, output: Path = REPO_ROOT) -> Path:
+    """Run the chapters, write the generated pages, and render the HTML; returns its directory.
+
+    The HTML goes to ``output/_build/html`` (tests build into a temporary ``output``).
+    """
     from fmlib.ledger import write_ledger_page
 
     runs = run_chapters(quick=quick)
     write_ledger_page(runs, GENERATED_DIR / "claims_ledger.md")
     command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(REPO_ROOT), "--warningiserror",
-               "--nitpick", "--keep-going", "--all"]
+               "--nitpick", "--keep-going", "--all", "--path-output", str(output)]
     print("[book] jupyter-book " + " ".join(command[1:]), flush=True)
     done = subprocess.run(command, cwd=REPO_ROOT, check=False)
-    html_dir = REPO_ROOT / "_build" / "html"
+    html_dir = output / "_build" / "html"
     if done.returncode != 0:
         raise ChapterError(f"jupyter-book build failed (exit {done.returncode}); see the warnings above")
     check_html(html_dir)
