@@ -165,9 +165,7 @@ def check_field(field: object, name: str = "field") -> Callable[[Tensor, float |
         return velocity
     if callable(field):
         return field
-    raise ValueError(
-        f"{name} must have a velocity(x, t) method or be a callable v(x, t), got {type(field).__name__}"
-    )
+    raise ValueError(f"{name} must have a velocity(x, t) method or be a callable v(x, t), got {type(field).__name__}")
 
 
 def check_time_grid(ts: Tensor | Sequence[float], name: str = "ts") -> Tensor:

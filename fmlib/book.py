@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from fmlib.results import REPO_ROOT
-from fmlib.run import ChapterError, RunResult, find_chapter, run_chapter, quick_parameters
+from fmlib.run import ChapterError, RunResult, find_chapter, quick_parameters, run_chapter
 
 __all__ = ["GENERATED_DIR", "build_book", "check_html", "toc_chapters"]
 

@@ -21,7 +21,7 @@ from typing import Any
 from fmlib.params import ParameterError, ParameterSpec, read_parameters, validate_overrides
 from fmlib.results import REPO_ROOT, publish, results_root, run_dir, source_hash, stored_run, write_json_atomic
 
-__all__ = ["ChapterError", "RunResult", "chapter_names", "find_chapter", "run_chapter", "quick_parameters"]
+__all__ = ["ChapterError", "RunResult", "chapter_names", "find_chapter", "quick_parameters", "run_chapter"]
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 

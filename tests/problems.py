@@ -90,3 +90,10 @@ def brute_force_pairwise(data: Tensor) -> Tensor:
     dist = brute_force_distances(data, data)
     i, j = torch.triu_indices(data.shape[0], data.shape[0], offset=1)
     return dist[i, j]
+
+
+def brute_force_copy_fraction(samples: Tensor, data: Tensor, ratio: float) -> float:
+    """Fraction of samples with d_1 < ratio d_2 or d_1 = 0 (d_2 = inf when n = 1), from sorted explicit distances."""
+    dist = brute_force_distances(samples, data).sort(dim=1).values
+    second = dist[:, 1] if data.shape[0] > 1 else torch.full_like(dist[:, 0], float("inf"))
+    return float(((dist[:, 0] < ratio * second) | (dist[:, 0] == 0)).double().mean())
