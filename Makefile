@@ -27,7 +27,7 @@ book: setup
 
 test: setup browser
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -n 2 --durations=15
+	$(PY) -m pytest -n 2 --dist loadfile --durations=15
 
 clean:
 	rm -rf _build book/chapters data/results

@@ -107,6 +107,27 @@ def _execute(notebook_path: Path, params: dict[str, Any], staging: Path, *, prog
         source.unlink(missing_ok=True)
 
 
+def machine_description() -> str:
+    """One line naming the machine a run executes on: CPU model, cores, and the GPU if CUDA is present."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith("model name")]
+        cpu = models[0] if models else cpu
+    text = f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            text += f", GPU {torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
+    return text
+
+
 def run_chapter(
     name: str, overrides: dict[str, Any] | None = None, *, force: bool = False, progress: bool = True
 ) -> RunResult:
@@ -137,7 +158,7 @@ def run_chapter(
         write_json_atomic(
             staging / "run.json",
             {"source_hash": source_hash(notebook_path), "seconds": round(time.time() - start, 1),
-             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
+             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine_description()},
         )
         final = run_dir(stem, params)
         publish(staging, final)

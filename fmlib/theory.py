@@ -45,7 +45,7 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import ndtr, ndtri
+from scipy.special import log_ndtr, logsumexp, ndtr, ndtri
 
 __all__ = [
     "NormalLaw",
@@ -55,6 +55,7 @@ __all__ = [
     "log_weight_ratio_law",
     "not_concentrated_bound",
     "outweigh_probability",
+    "simplex_outweigh_probability",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -375,3 +376,84 @@ def concentration_time(
     s_star = np.where(others > 0, s_delta / separation, 0.0)
     # t = s / (1 + s); s = inf (level / (N - 1) below the smallest float) gives t = 1
     return _out(np.divide(s_star, 1.0 + s_star, out=np.ones(s_star.shape), where=np.isfinite(s_star)))
+
+
+_SIMPLEX_STEP = 0.01
+"""Step of the trapezoid rule in :func:`simplex_outweigh_probability` (the integrand varies on scales >= 0.5)."""
+
+_SIMPLEX_HALF_WIDTH = 14.0
+"""Half-width of the integration window around the integrand's mass (the Gaussian factor is below 1e-42 beyond it)."""
+
+
+def _simplex_union_probability(c: float, others: float) -> float:
+    r""":math:`\int \varphi(v)\, [1 - \Phi(v - \sqrt 2 c)^{m}]\, dv` for finite c and m = N - 1 >= 1, in log space."""
+    centre = c / np.sqrt(2.0)
+    if c >= 0:
+        low, high = -_SIMPLEX_HALF_WIDTH, _SIMPLEX_HALF_WIDTH
+    elif c >= -30.0:
+        low, high = centre - _SIMPLEX_HALF_WIDTH, _SIMPLEX_HALF_WIDTH
+    else:  # the mass sits near c / sqrt(2); the region near 0 weighs below exp(-c^2 / 2) of it
+        low, high = centre - _SIMPLEX_HALF_WIDTH, centre + _SIMPLEX_HALF_WIDTH
+    v = np.linspace(low, high, int(np.ceil((high - low) / _SIMPLEX_STEP)) + 1)
+    step = v[1] - v[0]
+    log_none = others * log_ndtr(v - np.sqrt(2.0) * c)  # log P[no competitor wins | V0 = v]
+    with np.errstate(divide="ignore"):
+        log_some = np.log(-np.expm1(log_none))
+    log_trapezoid = np.full(v.shape, np.log(step))
+    log_trapezoid[[0, -1]] = np.log(step / 2.0)
+    log_phi = -v * v / 2.0 - 0.5 * np.log(2.0 * np.pi)
+    return float(np.exp(min(0.0, logsumexp(log_phi + log_some + log_trapezoid))))
+
+
+def simplex_outweigh_probability(
+    t: ArrayLike, separation: ArrayLike, n_points: ArrayLike, *, eps: ArrayLike = 1.0
+) -> float | FloatArray:
+    r"""The exact probability that some point outweighs :math:`y_k` up to :math:`\varepsilon`, for a regular simplex.
+
+    *Reconstructed* (our derivation, the exact counterpart of :func:`concentration_bound` in the
+    case where its inequalities are tightest). Data: the N vertices of a regular simplex, every
+    pairwise distance equal to :math:`\delta` (:func:`fmlib.data.make_simplex`); x on the
+    conditional path of :math:`y_k` (:func:`log_weight_ratio_law`). With :math:`u = s\delta`,
+    :math:`s = t / (1 - t)`, the event :math:`\lambda_j \ge \varepsilon \lambda_k` reads
+    :math:`G_j \le c` with :math:`G_j = \langle y_k - y_j, z \rangle / \delta \sim N(0, 1)` and
+    :math:`c = \log(1/\varepsilon)/u - u/2`. For a regular simplex
+    :math:`\langle y_k - y_i, y_k - y_j \rangle = \delta^2 / 2` (i != j), so the :math:`G_j` are
+    equicorrelated with correlation 1/2: :math:`G_j = (V_j - V_0)/\sqrt 2` with :math:`V_0, V_j`
+    independent N(0, 1) (in law). Conditioning on :math:`V_0`,
+
+    .. math::
+
+        P\big[\exists\, j \ne k:\ \lambda_j \ge \varepsilon \lambda_k\big]
+        = \int_{\mathbb{R}} \varphi(v) \big[1 - \Phi(v - \sqrt{2}\, c)^{N - 1}\big]\, dv ,
+
+    computed by the trapezoid rule (step 0.01) in log space, so probabilities far below 1e-300
+    stay accurate in relative terms. It depends on :math:`\delta`, t and N only, not on d
+    (d >= N - 1). N = 2 gives :func:`outweigh_probability`; the union bound
+    :func:`concentration_bound` is :math:`(N - 1)\, \Phi(c)` and is at least this. At t = 0 (all
+    weights equal) it is 1; at t = 1 it is 0; N = 1 gives 0.
+
+    Args:
+        t: time(s) in [0, 1].
+        separation: :math:`\delta > 0`.
+        n_points: N, an integer >= 1 (or an integer array).
+        eps: :math:`\varepsilon \in (0, 1]`.
+
+    Returns:
+        The probability, in [0, 1], broadcast over the arguments.
+    """
+    t = _check_time(t)
+    separation = _check_positive(separation, "separation")
+    n_points = _check_n_points(n_points)
+    eps = _check_interval(eps, "eps", 0.0, 1.0, closed_low=False, closed_high=True)
+    t, separation, n_points, eps = np.broadcast_arrays(t, separation, n_points, eps)
+    c = _threshold(_odds(t) * separation, np.abs(np.log(eps)))
+    out = np.empty(t.shape, dtype=np.float64)
+    for position in np.ndindex(t.shape):
+        others, c_here = n_points[position] - 1.0, c[position]
+        if others == 0 or c_here == -np.inf:
+            out[position] = 0.0
+        elif t[position] == 0 or c_here == np.inf:
+            out[position] = 1.0
+        else:
+            out[position] = _simplex_union_probability(float(c_here), float(others))
+    return _out(out)
