@@ -30,4 +30,4 @@ test: setup browser
 	$(PY) -m pytest -n 2 --dist loadfile --durations=15
 
 clean:
-	rm -rf _build book/chapters data/results
+	rm -rf _build book/chapters book/_generated data/results

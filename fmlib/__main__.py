@@ -4,6 +4,7 @@
     python -m fmlib run NAME [-p name value ...] [--force] re-run a chapter with new parameters
     python -m fmlib run NAME --help                        the chapter's parameters
     python -m fmlib sweep NAME -p d 64,256 -p n 100,1000 [--jobs 2] [--scheduler tcp://host:8786]
+                                                           one run per grid point; stored points are skipped
     python -m fmlib book [--quick]                         run every chapter, then build the HTML
 """
 
@@ -24,7 +25,13 @@ def _parameter_help(name: str) -> str:
 
 
 def _pairs(values: list[list[str]] | None) -> dict[str, str]:
-    return {key: value for key, value in values or []}
+    pairs: dict[str, str] = {}
+    for key, value in values or []:
+        if key in pairs:
+            raise ParameterError(f"parameter {key} is given twice (-p {key} {pairs[key]} and -p {key} {value}); "
+                                 "give it once (a sweep takes its values comma-separated: -p NAME v1,v2)")
+        pairs[key] = value
+    return pairs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         if command == "run":
             sub.add_argument("--force", action="store_true", help="run even if stored")
         else:
-            sub.add_argument("--jobs", type=int, default=1, help="local processes")
+            sub.add_argument("--jobs", type=int, default=None,
+                             help="local processes running points at once (default: one per CPU core)")
             sub.add_argument("--scheduler", help="address of an existing Dask scheduler")
     book = commands.add_parser("book", help="run every chapter with its defaults and build the HTML")
     book.add_argument("--quick", action="store_true", help="tiny parameters (for tests)")

@@ -27,7 +27,7 @@ def ledger_rows(runs: list[RunResult]) -> list[dict[str, str]]:
         chapter, verdict = verdicts.get(claim_id, ("", {"number": "", "verdict": "not checked yet"}))
         rows.append({
             "id": claim_id, "paper": claim.paper, "where": claim.where, "claim": claim.statement,
-            "number": verdict["number"], "chapter": f"[{chapter}]({chapter}.ipynb)" if chapter else "",
+            "number": verdict["number"], "chapter": f"{{doc}}`{chapter}`" if chapter else "",
             "verdict": verdict["verdict"],
         })
     return rows
@@ -52,13 +52,20 @@ def write_ledger_page(runs: list[RunResult], path: Path) -> None:
         "",
         f"Verdicts: {summary}.",
         "",
-        "| paper | where | claim | our number | chapter | verdict |",
+        # A section, so that the page has the in-page contents sidebar: sphinx-book-theme's script for
+        # full-width content expects it (without it every visit logs a TypeError).
+        "## Claims and verdicts",
+        "",
+        ":::{div} full-width",  # the table may use the right margin too: every column stays in view
+        "| verdict | paper | where | claim | our number | chapter |",
         "|---|---|---|---|---|---|",
     ]
+    # The verdict comes first: where a table is too wide, its last column is the one that scrolls out of view.
     lines += [
-        "| " + " | ".join(_cell(r[k]) for k in ("paper", "where", "claim", "number", "chapter", "verdict")) + " |"
+        "| " + " | ".join(_cell(r[k]) for k in ("verdict", "paper", "where", "claim", "number", "chapter")) + " |"
         for r in rows
     ]
+    lines.append(":::")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, path)

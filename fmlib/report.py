@@ -71,13 +71,31 @@ def record_figure(key: str, fig: Figure, *, display: bool = False) -> Figure:
     return fig
 
 
+class _TableView:
+    """How a recorded table is shown: as pandas shows it, less the row numbers of a default index."""
+
+    def __init__(self, table: pd.DataFrame) -> None:
+        self.table = table
+        self.index = not isinstance(table.index, pd.RangeIndex)  # keep an index that names the rows
+
+    def _repr_html_(self) -> str:
+        return self.table.to_html(index=self.index)
+
+    def __repr__(self) -> str:
+        return self.table.to_string(index=self.index)
+
+
 def record_table(key: str, table: pd.DataFrame, *, display: bool = False) -> pd.DataFrame:
-    """Glue a DataFrame (placed with ``{glue:}``) and save it as ``tables/KEY.csv``."""
+    """Glue a DataFrame (placed with ``{glue:}``) and save it as ``tables/KEY.csv``.
+
+    The page shows the table without the row numbers 0, 1, 2, ... of a default index (they mean
+    nothing to a reader); an index set on purpose (``set_index``) is shown.
+    """
     out = output_dir()
     if out is not None:
         (out / "tables").mkdir(exist_ok=True)
         table.to_csv(out / "tables" / f"{key}.csv", index=False)
-    glue(key, table, display=display)
+    glue(key, _TableView(table), display=display)
     return table
 
 
@@ -107,8 +125,8 @@ def record_claim(claim_id: str, number: str, verdict: str) -> None:
 def rerun_box(name: str, namespace: dict[str, Any]) -> Any:
     """The "How to re-run this chapter" box, generated from the chapter's parameters cell.
 
-    Lists every parameter with its type, this run's value, its default and its help, and the exact
-    command that re-runs the chapter with this run's values. ``namespace`` is the notebook's
+    Lists every parameter with its type, this run's value (and the default where they differ) and
+    its help, and the exact command that re-runs the chapter with this run's values. ``namespace`` is the notebook's
     ``globals()``, from which this run's values are read. Returns an IPython Markdown object
     (rendered as MyST by the book).
     """
@@ -119,15 +137,16 @@ def rerun_box(name: str, namespace: dict[str, Any]) -> Any:
 
     notebook = find_chapter(name)
     specs = read_parameters(notebook)
-    rows = ["| parameter | type | this run | default | meaning |", "|---|---|---|---|---|"]
+    rows = ["| parameter | this run | meaning |", "|---|---|---|"]
     changed = []
     for spec in specs.values():
         value = namespace.get(spec.name, spec.default)
         rule = f" (allowed: {spec.constraint})" if spec.constraint else ""
-        rows.append(f"| `{spec.name}` | {spec.type_name} | `{value!r}` | `{spec.default!r}` | {spec.help}{rule} |")
+        shown = f"`{value!r}`" if value == spec.default else f"`{value!r}` (default `{spec.default!r}`)"
+        rows.append(f"| `{spec.name}`: {spec.type_name} | {shown} | {spec.help}{rule} |")
         if value != spec.default:
-            shown = ",".join(map(str, value)) if isinstance(value, list) else value
-            changed.append(f"-p {spec.name} {shown}")
+            argument = ",".join(map(str, value)) if isinstance(value, list) else value
+            changed.append(f"-p {spec.name} {argument}")
     command = " ".join([f"python -m fmlib run {notebook.stem.split('_', 1)[-1]}", *changed])
     text = "\n".join([
         ":::{admonition} How to re-run this chapter",
@@ -139,6 +158,9 @@ def rerun_box(name: str, namespace: dict[str, Any]) -> Any:
         "```bash",
         command,
         "```",
+        "",
+        f"The command reads the chapter's source, `notebooks/{notebook.name}`; the download menu at the top of "
+        "the page offers it (`.md`) and this executed notebook (`.ipynb`).",
         "",
         *rows,
         ":::",

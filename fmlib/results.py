@@ -88,18 +88,46 @@ def publish(staging: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def collect(name: str) -> pd.DataFrame:
-    """Every stored run of chapter ``name`` as a DataFrame: one row per run.
+def _store_name(name: str) -> str:
+    """The store's directory name for ``name``: the notebook's stem when the notebook exists, else ``name``."""
+    if (results_root() / name).exists():
+        return name
+    from fmlib.params import ParameterError
+    from fmlib.run import find_chapter
 
-    Columns: the parameters (list values kept as lists), the scalar results, and ``run_dir``.
+    try:
+        return find_chapter(name).stem
+    except ParameterError:
+        return name
+
+
+def collect(name: str, *, include_lists: bool = False) -> pd.DataFrame:
+    """Every stored run of notebook ``name`` as a DataFrame: one row per run.
+
+    ``name`` is the notebook's name with or without its ``NN_`` prefix (``closed_form`` or
+    ``01_closed_form``). Columns: the parameters (list values kept as lists), the scalar results
+    (with ``include_lists``, the list-valued results too, e.g. bootstrap replicates), and
+    ``seconds`` (the run's duration), ``finished`` (when it ended), ``stale`` (True when the
+    notebook or fmlib changed since, so ``run``/``sweep`` would execute it again) and ``run_dir``.
+    Rows are in the order of the runs' directories; an empty store gives an empty DataFrame.
     """
+    stem = _store_name(name)
+    root = results_root() / stem
+    notebook = REPO_ROOT / "notebooks" / f"{stem}.md"
+    current = source_hash(notebook) if notebook.exists() else None
     rows = []
-    root = results_root() / name
     for path in sorted(root.glob("*/run.json")) if root.exists() else []:
         run = path.parent
         row: dict[str, Any] = json.loads((run / "params.json").read_text())
         results = json.loads((run / "results.json").read_text()) if (run / "results.json").exists() else {}
-        row.update({k: v for k, v in results.items() if not isinstance(v, (dict, list))})
+        for key, value in results.items():
+            if isinstance(value, dict) or (isinstance(value, list) and not include_lists):
+                continue
+            row.setdefault(key, value)
+        info = json.loads(path.read_text())
+        row["seconds"] = info.get("seconds")
+        row["finished"] = info.get("finished")
+        row["stale"] = current is None or info.get("source_hash") != current
         row["run_dir"] = str(run)
         rows.append(row)
     return pd.DataFrame(rows)
