@@ -80,7 +80,9 @@ def as_time(t: float | Tensor, batch: int, like: Tensor, name: str = "t") -> Ten
             raise ValueError(f"{name} must be a float or a tensor of shape ({batch},), got shape {tuple(t.shape)}")
         t = t.to(dtype=like.dtype, device=like.device)
     elif isinstance(t, (int, float)) and not isinstance(t, bool):
-        t = torch.full((batch,), float(t), dtype=like.dtype, device=like.device)
+        if not 0 <= t <= 1:  # checked in Python: no device round trip for the common case
+            raise ValueError(f"{name} must lie in [0, 1] (0 = noise, 1 = data), got {float(t)!r}")
+        return torch.full((batch,), float(t), dtype=like.dtype, device=like.device)
     else:
         raise ValueError(f"{name} must be a float or a tensor of shape ({batch},), got {type(t).__name__}")
     bad = ~((t >= 0) & (t <= 1))

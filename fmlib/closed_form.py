@@ -119,13 +119,14 @@ class ClosedFormField:
 
     Example:
         >>> field = ClosedFormField(torch.tensor([[0.0, 1.0], [2.0, 0.0]]))
-        >>> field.posterior_mean(torch.tensor([[0.0, 0.9]]), 0.9)
-        tensor([[0.0000, 1.0000]])
+        >>> field.posterior_mean(torch.tensor([[0.0, 0.9]]), 0.9).round(decimals=4)
+        tensor([[0., 1.]])
     """
 
     def __init__(self, data: Tensor, *, chunk_size: int | None = None) -> None:
         self.data = check_data(data)
-        self.sq_norms = (data * data).sum(dim=1)
+        # squared norms chunk by chunk: never a second full-size copy of the data
+        self.sq_norms = torch.cat([y.square().sum(dim=1) for y in data.split(DEFAULT_CHUNK_ROWS)])
         self.chunk_size = _check_chunk_size(chunk_size)
 
     def _rows_per_chunk(self, batch: int) -> int:
@@ -144,9 +145,15 @@ class ClosedFormField:
         """Dimension of the data."""
         return self.data.shape[1]
 
-    def _prepare(self, x: Tensor, t: float | Tensor) -> tuple[Tensor, Tensor]:
+    def _prepare(self, x: Tensor, t: float | Tensor) -> tuple[Tensor, Tensor, float | None]:
+        """Checked ``x``, ``t`` as a (B,) tensor, and ``t`` as a Python float when it was given as one.
+
+        With a float ``t`` the branches on t = 1 are decided in Python, so a call on a GPU does not
+        wait for the device to answer a comparison.
+        """
         check_points(x, self.data)
-        return x, as_time(t, x.shape[0], x)
+        scalar = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None
+        return x, as_time(t, x.shape[0], x), scalar
 
     def _logit_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
         r"""Per-row coefficients so that logit_i = a <x, y_i> - b ||y_i||^2 (up to a constant in i).
@@ -174,7 +181,7 @@ class ClosedFormField:
         Forms the full (B, n) matrix: meant for inspection and moderate n. At t = 1 the weight is
         one-hot on the nearest training point (log 0 = -inf elsewhere).
         """
-        x, t = self._prepare(x, t)
+        x, t, _ = self._prepare(x, t)
         logits = torch.empty(x.shape[0], self.n, dtype=x.dtype, device=x.device)
         inner = t < 1
         if bool(inner.any()):
@@ -200,7 +207,9 @@ class ClosedFormField:
         Streams over the data with a running log-sum-exp; never forms a (B, n) tensor. At t = 1
         returns the limit, the nearest training point.
         """
-        x, t = self._prepare(x, t)
+        x, t, scalar = self._prepare(x, t)
+        if scalar is not None and scalar < 1:
+            return self._streamed_mean(x, t)
         out = torch.empty_like(x)
         inner = t < 1
         if bool(inner.all()):
@@ -244,8 +253,8 @@ class ClosedFormField:
         Raises ValueError at t = 1, where the field is not defined (it blows up away from the data);
         use :meth:`posterior_mean` there, or an ODE solver's denoiser step (:mod:`fmlib.ode`).
         """
-        x, t = self._prepare(x, t)
-        if bool((t >= 1).any()):
+        x, t, scalar = self._prepare(x, t)
+        if (scalar >= 1) if scalar is not None else bool((t >= 1).any()):
             raise ValueError(
                 "velocity is undefined at t = 1 (it divides by 1 - t); "
                 "use posterior_mean(x, 1.0) for the limit, or integrate with fmlib.ode"

@@ -174,3 +174,11 @@ def test_cuda_matches_cpu():
     cpu = ClosedFormField(data).velocity(x, 0.5)
     gpu = ClosedFormField(data.cuda()).velocity(x.cuda(), 0.5)
     assert gpu.device.type == "cuda" and relative_error(gpu.cpu(), cpu) < 1e-9
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import fmlib.closed_form
+
+    assert doctest.testmod(fmlib.closed_form, raise_on_error=False).failed == 0
