@@ -120,15 +120,23 @@ SOLVERS: dict[str, Solver] = {
 """The fixed-grid methods by name."""
 
 
-def time_grid(steps: int, *, t_start: float = 0.0, t_end: float = 1.0) -> Tensor:
-    r"""A uniform time grid of ``steps`` steps from ``t_start`` to ``t_end``.
+def time_grid(steps: int, *, t_start: float = 0.0, t_end: float = 1.0, spacing: str = "uniform") -> Tensor:
+    r"""A time grid of ``steps`` steps from ``t_start`` to ``t_end``, uniform or refined toward ``t_end``.
 
-    .. math:: t_k = t_{start} + \frac{k}{K} (t_{end} - t_{start}), \qquad k = 0, \dots, K
+    .. math::
+
+        t_k = t_{start} + g(k / K)\, (t_{end} - t_{start}), \qquad k = 0, \dots, K, \qquad
+        g(u) = u \ \text{(uniform)}, \quad g(u) = 1 - (1 - u)^2 \ \text{(quadratic)}
+
+    The quadratic spacing takes steps of size O(1/K^2) near ``t_end``, where the optimal field is
+    stiff (it scales like 1/(1 - t)); the last step before t = 1 then starts at
+    :math:`1 - (1 - t_{start})/K^2`, where the posterior weights have concentrated.
 
     Args:
         steps: K >= 1, the number of steps.
         t_start: first time, in [0, 1).
         t_end: last time, in (t_start, 1].
+        spacing: ``"uniform"`` or ``"quadratic"``.
 
     Returns:
         (K + 1,) float64 CPU tensor; its last entry is exactly ``t_end``.
@@ -136,7 +144,11 @@ def time_grid(steps: int, *, t_start: float = 0.0, t_end: float = 1.0) -> Tensor
     steps = check_positive_int(steps, "steps")
     t_start = check_float(t_start, "t_start", low=0.0, high=1.0, high_open=True)
     t_end = check_float(t_end, "t_end", low=t_start, high=1.0, low_open=True)
-    grid = torch.linspace(t_start, t_end, steps + 1, dtype=torch.float64)
+    spacing = check_choice(spacing, ("uniform", "quadratic"), "spacing")
+    u = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
+    if spacing == "quadratic":
+        u = 1.0 - (1.0 - u) ** 2
+    grid = t_start + u * (t_end - t_start)
     grid[-1] = t_end
     return grid
 

@@ -169,3 +169,13 @@ def test_integrate_errors() -> None:
         integrate(field, torch.zeros(3), [0.0, 0.5])
     with pytest.raises(ValueError, match=r"field must have a velocity\(x, t\) method or be a callable"):
         integrate(42, x0, [0.0, 0.5])
+
+
+def test_quadratic_time_grid_refines_toward_the_end() -> None:
+    grid = time_grid(10, spacing="quadratic")
+    steps = grid.diff()
+    assert grid[0].item() == 0.0 and grid[-1].item() == 1.0
+    assert torch.all(steps[1:] < steps[:-1])  # steps shrink toward t = 1
+    assert abs(1 - grid[-2].item() - 1 / 100) < 1e-12  # the last step starts at 1 - 1/K^2
+    with pytest.raises(ValueError, match=r"spacing='cubic' is not one of 'quadratic', 'uniform'"):
+        time_grid(10, spacing="cubic")
