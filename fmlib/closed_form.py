@@ -145,22 +145,26 @@ class ClosedFormField:
         """Dimension of the data."""
         return self.data.shape[1]
 
-    def _prepare(self, x: Tensor, t: float | Tensor) -> tuple[Tensor, Tensor, float | None]:
-        """Checked ``x``, ``t`` as a (B,) tensor, and ``t`` as a Python float when it was given as one.
+    def _prepare(self, x: Tensor, t: float | Tensor) -> tuple[Tensor, Tensor, Tensor, float | None]:
+        """Checked ``x``; ``t`` and ``1 - t`` as (B,) tensors; ``t`` as a Python float when given as one.
 
         With a float ``t`` the branches on t = 1 are decided in Python, so a call on a GPU does not
-        wait for the device to answer a comparison.
+        wait for the device to answer a comparison, and ``1 - t`` is taken in double precision before
+        the cast: in float32, a t within 3e-8 of 1 would otherwise round to 1 and divide by zero.
         """
         check_points(x, self.data)
-        scalar = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None
-        return x, as_time(t, x.shape[0], x), scalar
+        t_tensor = as_time(t, x.shape[0], x)
+        if isinstance(t, (int, float)) and not isinstance(t, bool):
+            return x, t_tensor, torch.full_like(t_tensor, 1.0 - float(t)), float(t)
+        return x, t_tensor, 1.0 - t_tensor, None
 
-    def _logit_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
+    def _logit_coefficients(self, t: Tensor, gap: Tensor) -> tuple[Tensor, Tensor]:
         r"""Per-row coefficients so that logit_i = a <x, y_i> - b ||y_i||^2 (up to a constant in i).
 
-        :math:`a = t / (1 - t)^2`, :math:`b = t^2 / (2 (1 - t)^2)`; (B,) each, for rows with t < 1.
+        :math:`a = t / (1 - t)^2`, :math:`b = t^2 / (2 (1 - t)^2)`; (B,) each, for rows with t < 1;
+        ``gap`` is :math:`1 - t`.
         """
-        inv = 1.0 / (1.0 - t) ** 2
+        inv = 1.0 / gap**2
         return t * inv, 0.5 * t * t * inv
 
     def _chunk_logits(self, ax: Tensor, b: Tensor, start: int, chunk: int, out: Tensor | None = None) -> Tensor:
@@ -181,12 +185,12 @@ class ClosedFormField:
         Forms the full (B, n) matrix: meant for inspection and moderate n. At t = 1 the weight is
         one-hot on the nearest training point (log 0 = -inf elsewhere).
         """
-        x, t, _ = self._prepare(x, t)
+        x, t, gap, _ = self._prepare(x, t)
         logits = torch.empty(x.shape[0], self.n, dtype=x.dtype, device=x.device)
         inner = t < 1
         if bool(inner.any()):
             xi = x[inner]
-            a, b = self._logit_coefficients(t[inner])
+            a, b = self._logit_coefficients(t[inner], gap[inner])
             ax, chunk = xi * a.unsqueeze(1), self._rows_per_chunk(xi.shape[0])
             parts = [self._chunk_logits(ax, b, s, chunk) for s in range(0, self.n, chunk)]
             logits[inner] = torch.log_softmax(torch.cat(parts, dim=1), dim=1)
@@ -207,25 +211,25 @@ class ClosedFormField:
         Streams over the data with a running log-sum-exp; never forms a (B, n) tensor. At t = 1
         returns the limit, the nearest training point.
         """
-        x, t, scalar = self._prepare(x, t)
+        x, t, gap, scalar = self._prepare(x, t)
         if scalar is not None and scalar < 1:
-            return self._streamed_mean(x, t)
+            return self._streamed_mean(x, t, gap)
         out = torch.empty_like(x)
         inner = t < 1
         if bool(inner.all()):
-            return self._streamed_mean(x, t)
+            return self._streamed_mean(x, t, gap)
         if bool(inner.any()):
-            out[inner] = self._streamed_mean(x[inner], t[inner])
+            out[inner] = self._streamed_mean(x[inner], t[inner], gap[inner])
         index, _ = nearest_index(x[~inner], self.data, sq_norms=self.sq_norms, chunk_size=self.chunk_size)
         out[~inner] = self.data[index]
         return out
 
-    def _streamed_mean(self, x: Tensor, t: Tensor) -> Tensor:
+    def _streamed_mean(self, x: Tensor, t: Tensor, gap: Tensor) -> Tensor:
         """The running-log-sum-exp pass of :meth:`posterior_mean` for rows with t < 1.
 
         Returns a fresh (B, d) tensor that callers may overwrite.
         """
-        a, b = self._logit_coefficients(t)
+        a, b = self._logit_coefficients(t, gap)
         ax = x * a.unsqueeze(1)
         floor = _EXP_FLOOR[x.dtype]
         chunk = self._rows_per_chunk(x.shape[0])
@@ -253,13 +257,13 @@ class ClosedFormField:
         Raises ValueError at t = 1, where the field is not defined (it blows up away from the data);
         use :meth:`posterior_mean` there, or an ODE solver's denoiser step (:mod:`fmlib.ode`).
         """
-        x, t, scalar = self._prepare(x, t)
+        x, t, gap, scalar = self._prepare(x, t)
         if (scalar >= 1) if scalar is not None else bool((t >= 1).any()):
             raise ValueError(
                 "velocity is undefined at t = 1 (it divides by 1 - t); "
                 "use posterior_mean(x, 1.0) for the limit, or integrate with fmlib.ode"
             )
-        return self._streamed_mean(x, t).sub_(x).div_((1.0 - t).unsqueeze(1))
+        return self._streamed_mean(x, t, gap).sub_(x).div_(gap.unsqueeze(1))
 
 
 def posterior_mean(x: Tensor, t: float | Tensor, data: Tensor, *, chunk_size: int | None = None) -> Tensor:

@@ -78,7 +78,8 @@ def read_parameters(notebook_path: str | Path) -> dict[str, ParameterSpec]:
         if type_name not in SCALAR_TYPES and type_name not in LIST_TYPES:
             raise ParameterError(f"{notebook_path}: parameter {node.target.id} has unsupported type {type_name}")
         line = lines[node.lineno - 1]
-        comment = line.split("#", 1)[1].strip() if "#" in line[node.value.end_col_offset :] else ""
+        tail = line[node.value.end_col_offset :]
+        comment = tail.split("#", 1)[1].strip() if "#" in tail else ""
         match = re.search(r"\{([^{}]*)\}\s*$", comment)
         constraint = match.group(1).strip() if match else ""
         help_text = comment[: match.start()].strip() if match else comment

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +80,22 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 
 def publish(staging: Path, final: Path) -> None:
-    """Move a finished run from its staging directory into place, replacing an older run."""
+    """Move a finished run from its staging directory into place, replacing an older run.
+
+    The rename is tried first; only when a run is already there (another writer finished the same
+    point) is that one moved aside under a unique name and the rename retried, so a concurrent
+    reader sees the old run or the new one.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
-    old = final.with_name(f".{final.name}.old.{os.getpid()}")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(staging, final)
+    try:
+        os.rename(staging, final)
+        return
+    except OSError:
+        if not final.exists():
+            raise
+    old = final.with_name(f".{final.name}.old.{uuid.uuid4().hex}")
+    os.rename(final, old)
+    os.rename(staging, final)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -116,7 +127,8 @@ def collect(name: str, *, include_lists: bool = False) -> pd.DataFrame:
     notebook = REPO_ROOT / "notebooks" / f"{stem}.md"
     current = source_hash(notebook) if notebook.exists() else None
     rows = []
-    for path in sorted(root.glob("*/run.json")) if root.exists() else []:
+    runs = [p for p in root.glob("*/run.json") if not p.parent.name.startswith(".")] if root.exists() else []
+    for path in sorted(runs):
         run = path.parent
         row: dict[str, Any] = json.loads((run / "params.json").read_text())
         results = json.loads((run / "results.json").read_text()) if (run / "results.json").exists() else {}

@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from fmlib.params import ParameterError, ParameterSpec, read_parameters, validate_overrides
-from fmlib.results import REPO_ROOT, publish, results_root, run_dir, source_hash, stored_run, write_json_atomic
+from fmlib.results import (
+    REPO_ROOT,
+    params_hash,
+    publish,
+    results_root,
+    run_dir,
+    source_hash,
+    stored_run,
+    write_json_atomic,
+)
 
 __all__ = ["ChapterError", "RunResult", "chapter_names", "find_chapter", "quick_parameters", "run_chapter"]
 
@@ -91,7 +100,7 @@ def _execute(notebook_path: Path, params: dict[str, Any], staging: Path, *, prog
             progress_bar=progress, report_mode=False,
         )
     except PapermillExecutionError as err:
-        failed = results_root() / "_failed" / f"{notebook_path.stem}.ipynb"
+        failed = results_root() / "_failed" / f"{notebook_path.stem}-{params_hash(params)}.ipynb"
         failed.parent.mkdir(parents=True, exist_ok=True)
         if output.exists():
             shutil.copy(output, failed)
@@ -151,13 +160,14 @@ def run_chapter(
     staging.mkdir(parents=True)
     try:
         start = time.time()
+        source = source_hash(notebook_path)  # before running: an edit during the run makes the run stale
         _execute(notebook_path, params, staging, progress=progress)
         write_json_atomic(staging / "params.json", params)
         if not (staging / "results.json").exists():
             write_json_atomic(staging / "results.json", {})
         write_json_atomic(
             staging / "run.json",
-            {"source_hash": source_hash(notebook_path), "seconds": round(time.time() - start, 1),
+            {"source_hash": source, "seconds": round(time.time() - start, 1),
              "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine_description()},
         )
         final = run_dir(stem, params)

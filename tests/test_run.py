@@ -23,7 +23,7 @@ def specs():
     return read_parameters(find_chapter(CHAPTER))
 
 
-def quick_parameters_cell_is_read_with_types_defaults_help_and_constraints():
+def test_parameters_cell_is_read_with_types_defaults_help_and_constraints():
     s = specs()
     assert s["n_train"] == ParameterSpec("n_train", "int", 8, "number of training points", "in [1, inf)")
     assert s["mc_samples"].type_name == "list[int]"
@@ -58,7 +58,20 @@ def test_file_constraint_names_the_missing_file(tmp_path):
     with pytest.raises(ParameterError, match=r"data file '.*missing.bin' does not exist; put the file there"):
         validate_overrides({"data_file": spec}, {"data_file": str(tmp_path / "missing.bin")})
     (tmp_path / "here.bin").write_bytes(b"1")
-    assert validate_overrides({"data_file": spec}, {"data_file": str(tmp_path / "here.bin")})
+    assert validate_overrides({"data_file": spec}, {"data_file": str(tmp_path / "here.bin")}) == {
+        "data_file": str(tmp_path / "here.bin")
+    }
+
+
+def test_a_hash_in_a_default_value_is_not_a_comment(tmp_path):
+    import jupytext
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    cell = new_code_cell('color: str = "#ff0000"  # line colour', metadata={"tags": ["parameters"]})
+    notebook = tmp_path / "nb.md"
+    jupytext.write(new_notebook(cells=[cell]), notebook, fmt="md:myst")
+    spec = read_parameters(notebook)["color"]
+    assert spec.default == "#ff0000" and spec.help == "line colour"
 
 
 def test_values_parse_to_their_types():
@@ -116,7 +129,9 @@ def test_a_killed_run_leaves_the_store_as_it_was(results_store):
     deadline = time.time() + 120
     while time.time() < deadline and not (staging.exists() and any(p.suffix == ".ipynb" for p in staging.rglob("*"))):
         time.sleep(0.5)
+    assert time.time() < deadline, "the run never reached its execution"
     time.sleep(3)
+    assert process.poll() is None, "the run ended before it could be killed"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not (results_store / "01_closed_form").exists(), "a killed run must not publish anything"
