@@ -24,7 +24,7 @@ from fmlib._checks import (
     check_positive_int,
     check_same_shape,
 )
-from fmlib.closed_form import DEFAULT_CHUNK_ROWS, nearest_index
+from fmlib.closed_form import DEFAULT_CHUNK_ROWS, nearest_index, nearest_indices
 from fmlib.ode import Field, Velocity
 
 __all__ = [
@@ -98,20 +98,12 @@ def nearest_neighbor_distance(samples: Tensor, data: Tensor, *, chunk_size: int 
 def _two_nearest_distances(x: Tensor, data: Tensor, chunk: int) -> Tensor:
     r"""(B, 2) distances to the nearest and second-nearest rows of ``data`` (inf for the second when n = 1).
 
-    A running top-2 of :math:`\|y_i\|^2 - 2\langle x, y_i\rangle` over chunks; the two distances are
-    then recomputed from explicit differences and sorted.
+    The two neighbours come from :func:`fmlib.closed_form.nearest_indices`; their distances are
+    recomputed from explicit differences and sorted.
     """
-    sq_norms = (data * data).sum(dim=1)
-    best_score = torch.full((x.shape[0], 2), float("inf"), dtype=x.dtype, device=x.device)
-    best_index = torch.zeros(x.shape[0], 2, dtype=torch.long, device=x.device)
-    for start in range(0, data.shape[0], chunk):
-        y = data[start : start + chunk]
-        score = torch.addmm(sq_norms[start : start + chunk].unsqueeze(0), x, y.T, alpha=-2.0)
-        value, index = score.topk(min(2, y.shape[0]), dim=1, largest=False)
-        best_score, order = torch.cat([best_score, value], dim=1).topk(2, dim=1, largest=False)
-        best_index = torch.cat([best_index, index + start], dim=1).gather(1, order)
-    distance = (x.unsqueeze(1) - data[best_index]).norm(dim=2)
-    distance[torch.isinf(best_score)] = float("inf")
+    index, sq_dist = nearest_indices(x, data, 2, chunk_size=chunk)
+    distance = (x.unsqueeze(1) - data[index]).norm(dim=2)
+    distance[torch.isinf(sq_dist)] = float("inf")
     return distance.sort(dim=1).values
 
 

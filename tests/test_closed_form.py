@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fmlib.closed_form import ClosedFormField, nearest_index, posterior_mean, velocity
+from fmlib.closed_form import ClosedFormField, nearest_index, nearest_indices, posterior_mean, velocity
 from tests.problems import (
     brute_force_log_weights,
     brute_force_nearest,
@@ -194,3 +194,16 @@ def test_docstring_examples_run():
     import fmlib.closed_form
 
     assert doctest.testmod(fmlib.closed_form, raise_on_error=False).failed == 0
+
+
+def test_nearest_indices_rank_like_brute_force():
+    data, x = make_problem(41, 6, 0.5)
+    index, sq_dist = nearest_indices(x, data, 3, chunk_size=5)
+    ref = (x[:, None, :] - data[None]).norm(dim=-1).sort(dim=1)
+    assert torch.equal(index, ref.indices[:, :3])
+    assert torch.allclose(sq_dist.sqrt(), ref.values[:, :3], atol=1e-9)
+    one_point_index, one_point_dist = nearest_indices(x, data[:1], 2)
+    assert torch.equal(one_point_index[:, 0], torch.zeros(16, dtype=torch.long))
+    assert torch.isinf(one_point_dist[:, 1]).all()
+    with pytest.raises(ValueError, match="k must be a positive integer, got 0"):
+        nearest_indices(x, data, 0)
