@@ -268,9 +268,10 @@ def exact_pair_averages(
     grid = _check_times(times).numpy()
     rows = max(1, check_positive_int(chunk_elements, "chunk_elements") // n_points)
     pair_sum, union_sum = np.zeros(grid.shape[0]), np.zeros(grid.shape[0])
+    data64 = data.double()
     for start in range(0, n_points, rows):
-        block = data[start : start + rows]
-        distance = torch.cdist(block.double(), data.double()).cpu().numpy()
+        block = data64[start : start + rows]
+        distance = torch.cdist(block, data64).cpu().numpy()
         own = np.arange(block.shape[0]), np.arange(start, start + block.shape[0])
         distance[own] = np.inf  # the pair (k, k): probability 0
         if not np.all(distance > 0):
