@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fmlib.results import REPO_ROOT
+from fmlib.results import REPO_ROOT, write_text_atomic
 from fmlib.run import ChapterError, RunResult, find_chapter, quick_parameters, run_chapter
 
 __all__ = ["COURSE_DIR", "GENERATED_DIR", "build_book", "check_html", "colab_setup_source", "launch_notebook",
@@ -80,9 +80,7 @@ def launch_notebook(executed: Path, target: Path) -> None:
             tags.append("remove-cell")  # the page shows them in the "How to re-run this chapter" box
     cell = nbformat.v4.new_code_cell(colab_setup_source(), metadata={"tags": ["remove-cell"]})
     notebook.cells.insert(0, cell)
-    tmp = target.with_name(f".{target.name}.tmp")
-    nbformat.write(notebook, tmp)
-    tmp.replace(target)
+    write_text_atomic(target, nbformat.writes(notebook))
 
 
 def run_chapters(*, quick: bool = False) -> list[RunResult]:

@@ -14,13 +14,12 @@ the results store and the chapters' sources, so nothing in them is typed by hand
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from fmlib.params import read_parameters, validate_overrides
-from fmlib.results import stored_run
+from fmlib.results import stored_run, write_text_atomic
 from fmlib.run import find_chapter, quick_parameters
 
 __all__ = [
@@ -112,9 +111,7 @@ def _cell(text: str) -> str:
 
 def _write(path: Path, lines: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def _link(notebook: Path) -> str:

@@ -7,10 +7,10 @@ verdict; claims no chapter checks yet keep their row, marked "not checked yet".
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from fmlib.claims import CLAIMS
+from fmlib.results import write_text_atomic
 from fmlib.run import RunResult
 
 __all__ = ["ledger_rows", "write_ledger_page"]
@@ -66,6 +66,4 @@ def write_ledger_page(runs: list[RunResult], path: Path) -> None:
         for r in rows
     ]
     lines.append(":::")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, "\n".join(lines) + "\n")

@@ -31,6 +31,7 @@ __all__ = [
     "source_hash",
     "stored_run",
     "write_json_atomic",
+    "write_text_atomic",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -72,11 +73,16 @@ def stored_run(name: str, params: dict[str, Any], notebook_path: Path | None = N
     return path
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float))
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it and a rename (readers never see half)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to ``path`` atomically (:func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=float))
 
 
 def publish(staging: Path, final: Path) -> None:
