@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmlib.params import ParameterError, read_parameters
-from fmlib.run import ChapterError, chapter_names, find_chapter, run_chapter
+from fmlib.book.chapters import chapter_names, find_chapter
+from fmlib.book.params import ParameterError, read_parameters
+from fmlib.book.run import ChapterError, run_chapter
 
 
 def _parameter_help(name: str) -> str:
@@ -65,12 +66,12 @@ def main(argv: list[str] | None = None) -> int:
             result = run_chapter(args.name, _pairs(args.parameter), force=args.force)
             print(f"{'ran' if result.executed else 'already stored'}: {result.path}")
         elif args.command == "sweep":
-            from fmlib.sweep import run_sweep
+            from fmlib.book.sweep import run_sweep
 
             done = run_sweep(args.name, _pairs(args.parameter), jobs=args.jobs, scheduler=args.scheduler)
             print(f"sweep {args.name}: {done.executed} run(s) executed, {done.skipped} already stored")
         elif args.command == "book":
-            from fmlib.book import build_book
+            from fmlib.book.build import build_book
 
             print(f"book built: {build_book(quick=args.quick)}")
     except ParameterError as err:

@@ -9,13 +9,17 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable, Sequence
 
+import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import Tensor
 
 __all__ = [
+    "FloatArray",
     "as_time",
     "check_batch",
     "check_choice",
+    "check_chunk_size",
     "check_data",
     "check_dtype",
     "check_field",
@@ -23,9 +27,23 @@ __all__ = [
     "check_points",
     "check_positive_int",
     "check_same_shape",
-    "check_time_grid",
+    "check_times",
+    "generator_device",
     "resolve_device",
 ]
+
+
+FloatArray = NDArray[np.float64]
+"""A float64 numpy array: the type of every array-valued statistic and time grid."""
+
+
+def generator_device(generator: torch.Generator | None, default: str | torch.device = "cpu") -> torch.device:
+    """The device random numbers are drawn on: the generator's, else ``default``.
+
+    The one rule of the package: draws follow the generator (so a seed gives the same numbers
+    whatever device the result goes to), and a draw without a generator happens on ``default``.
+    """
+    return generator.device if generator is not None else torch.device(default)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -170,23 +188,52 @@ def check_field(field: object, name: str = "field") -> Callable[[Tensor, float |
     raise ValueError(f"{name} must have a velocity(x, t) method or be a callable v(x, t), got {type(field).__name__}")
 
 
-def check_time_grid(ts: Tensor | Sequence[float], name: str = "ts") -> Tensor:
-    """Return ``ts`` as a 1-D float64 CPU tensor, checked: at least 2 points, strictly increasing, in [0, 1]."""
+def check_times(
+    ts: Tensor | Sequence[float],
+    name: str = "ts",
+    *,
+    include_start: bool = True,
+    include_end: bool = True,
+    min_points: int = 1,
+    increasing: bool = True,
+) -> Tensor:
+    """Return ``ts`` as a 1-D float64 CPU tensor of times, checked: the one validator of times.
+
+    Times lie in [0, 1] (0 = noise, 1 = data); ``include_start`` / ``include_end`` say whether 0 and
+    1 are allowed, ``min_points`` how many times are needed, ``increasing`` whether they must
+    increase strictly. A solver's grid is ``check_times(ts, min_points=2)``; a grid of a Monte-Carlo
+    estimate that divides by 1 - t uses ``include_end=False``.
+    """
+    interval = f"{'[' if include_start else '('}0, 1{']' if include_end else ')'}"
     try:
-        grid = torch.as_tensor(ts, dtype=torch.float64).detach().cpu()
+        if isinstance(ts, Tensor):
+            grid = ts.detach().to(device="cpu", dtype=torch.float64)
+        else:
+            grid = torch.from_numpy(np.array(ts, dtype=np.float64))  # a copy: any strides, any sequence
     except (TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{name} must be a 1-D tensor or sequence of times in [0, 1], got {ts!r}") from err
-    if grid.dim() != 1 or grid.shape[0] < 2:
-        raise ValueError(f"{name} must be 1-D with at least 2 times, got shape {tuple(grid.shape)}")
-    outside = ~((grid >= 0) & (grid <= 1))
-    if bool(outside.any()):
-        k = int(outside.nonzero()[0])
-        raise ValueError(f"{name} must lie in [0, 1] (0 = noise, 1 = data), got {name}[{k}]={grid[k].item()!r}")
+        raise ValueError(f"{name} must be a 1-D tensor or sequence of times in {interval}, got {ts!r}") from err
+    if grid.dim() == 0:
+        grid = grid.reshape(1)
+    if grid.dim() != 1 or grid.shape[0] < min_points:
+        raise ValueError(f"{name} must be 1-D with at least {min_points} time(s) in {interval}, "
+                         f"got shape {tuple(grid.shape)}")
+    inside = (grid >= 0 if include_start else grid > 0) & (grid <= 1 if include_end else grid < 1)
+    if not bool(inside.all()):
+        k = int((~inside).nonzero()[0])
+        raise ValueError(f"{name} must lie in {interval} (0 = noise, 1 = data), got {name}[{k}]={grid[k].item()!r}")
     not_increasing = grid[1:] <= grid[:-1]
-    if bool(not_increasing.any()):
+    if increasing and bool(not_increasing.any()):
         k = int(not_increasing.nonzero()[0]) + 1
         raise ValueError(
             f"{name} must be strictly increasing, got {name}[{k}]={grid[k].item()!r} "
             f"after {name}[{k - 1}]={grid[k - 1].item()!r}"
         )
     return grid
+
+
+def check_chunk_size(chunk_size: int | None) -> int | None:
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    return chunk_size

@@ -32,12 +32,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fmlib._checks import as_time, check_data, check_points
+from fmlib._checks import as_time, check_chunk_size, check_data, check_points
+from fmlib.neighbours import nearest_index, squared_norms
 
-__all__ = ["ClosedFormField", "nearest_index", "nearest_indices", "posterior_mean", "squared_norms", "velocity"]
+__all__ = ["ClosedFormField", "posterior_mean", "velocity"]
 
-DEFAULT_CHUNK_ROWS = 8192
-"""Rows of the data per chunk in :func:`nearest_index`: large enough for efficient GEMMs."""
 
 DEFAULT_CHUNK_ELEMENTS = 1 << 24
 """Size of the (B, chunk) block of logits that :class:`ClosedFormField` picks its chunks by.
@@ -56,71 +55,12 @@ _EXP_FLOOR = {torch.float32: -87.0, torch.float64: -708.0}
 """Smallest shifted logit kept before ``exp``: exp of it is still a normal number."""
 
 
-def _check_chunk_size(chunk_size: int | None) -> int | None:
-    if chunk_size is None:
-        return None
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
-    return chunk_size
 
 
-def squared_norms(data: Tensor) -> Tensor:
-    r""":math:`\|y_i\|^2` for each row of ``data`` (n, d), shape (n,); chunk by chunk, never a full copy."""
-    return torch.cat([y.square().sum(dim=1) for y in data.split(DEFAULT_CHUNK_ROWS)])
 
 
-def nearest_indices(
-    x: Tensor, data: Tensor, k: int = 1, *, sq_norms: Tensor | None = None, chunk_size: int | None = None
-) -> tuple[Tensor, Tensor]:
-    r"""Indices of and squared distances to the ``k`` nearest rows of ``data`` for each row of ``x``.
-
-    .. math:: \|x - y_i\|^2 = \|x\|^2 + \big(\|y_i\|^2 - 2\langle x, y_i\rangle\big)
-
-    ranked by the bracket, one matrix product per chunk of ``data`` and a running top-k; ``data``
-    is never copied.
-
-    Args:
-        x: (B, d) queries.
-        data: (n, d) training points, same dtype and device as ``x``.
-        k: how many neighbours, >= 1; positions beyond n get index 0 and squared distance inf.
-        sq_norms: (n,) precomputed ``||y_i||^2`` (computed when None).
-        chunk_size: rows of ``data`` per chunk (default 8192).
-
-    Returns:
-        ``(index, sq_dist)``: (B, k) int64 indices, nearest first (ties in any order), and (B, k)
-        squared distances from the expansion above (clamped at 0 against round-off).
-    """
-    check_data(data)
-    check_points(x, data)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    chunk = _check_chunk_size(chunk_size) or DEFAULT_CHUNK_ROWS
-    if sq_norms is None:
-        sq_norms = squared_norms(data)
-    best = torch.full((x.shape[0], k), float("inf"), dtype=x.dtype, device=x.device)
-    best_index = torch.zeros(x.shape[0], k, dtype=torch.long, device=x.device)
-    for start in range(0, data.shape[0], chunk):
-        y = data[start : start + chunk]
-        score = torch.addmm(sq_norms[start : start + chunk].unsqueeze(0), x, y.T, alpha=-2.0)
-        value, index = score.topk(min(k, y.shape[0]), dim=1, largest=False)
-        best, order = torch.cat([best, value], dim=1).topk(k, dim=1, largest=False)
-        best_index = torch.cat([best_index, index + start], dim=1).gather(1, order)
-    sq_dist = (best + x.square().sum(dim=1, keepdim=True)).clamp_(min=0.0)
-    return best_index, sq_dist
 
 
-def nearest_index(
-    x: Tensor, data: Tensor, *, sq_norms: Tensor | None = None, chunk_size: int | None = None
-) -> tuple[Tensor, Tensor]:
-    r"""Index of and squared distance to the nearest row of ``data``: :func:`nearest_indices` with k = 1.
-
-    .. math:: i^*(x) = \arg\min_i \|x - y_i\|^2
-
-    Returns:
-        ``(index, sq_dist)``: (B,) int64 indices and (B,) squared distances.
-    """
-    index, sq_dist = nearest_indices(x, data, 1, sq_norms=sq_norms, chunk_size=chunk_size)
-    return index[:, 0], sq_dist[:, 0]
 
 
 class ClosedFormField:
@@ -147,7 +87,7 @@ class ClosedFormField:
     def __init__(self, data: Tensor, *, chunk_size: int | None = None) -> None:
         self.data = check_data(data)
         self.sq_norms = squared_norms(data)
-        self.chunk_size = _check_chunk_size(chunk_size)
+        self.chunk_size = check_chunk_size(chunk_size)
 
     def _rows_per_chunk(self, batch: int) -> int:
         """Rows of data per chunk for a batch of ``batch`` queries: ``chunk_size``, or the default."""

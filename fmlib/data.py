@@ -16,7 +16,7 @@ import functools
 import inspect
 import math
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fmlib._checks import check_choice, check_dtype, check_float, check_positive_int, resolve_device
+from fmlib._checks import check_choice, check_dtype, check_float, check_positive_int, generator_device, resolve_device
 
 __all__ = [
     "DATASETS",
@@ -54,20 +54,14 @@ _GATHER_ELEMENTS = 1 << 22
 """Pixels gathered per chunk when cutting image patches (bounds the temporary memory)."""
 
 
-def _draw_device(generator: torch.Generator | None, device: torch.device) -> torch.device:
-    """The device random numbers are drawn on: the generator's, else the output device."""
-    return generator.device if generator is not None else device
-
-
 def _seed(generator: torch.Generator | None) -> int:
     """A 31-bit seed for NumPy-based code (scikit-learn), drawn from ``generator``."""
-    device = generator.device if generator is not None else torch.device("cpu")
-    return int(torch.randint(2**31 - 1, (1,), generator=generator, device=device))
+    return int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator_device(generator)))
 
 
 def _randperm(size: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
     """A random permutation of range(size) drawn with ``generator``, returned on the CPU."""
-    return torch.randperm(size, generator=generator, device=_draw_device(generator, device)).cpu()
+    return torch.randperm(size, generator=generator, device=generator_device(generator, device)).cpu()
 
 
 def _check_common(n: int, device: str | torch.device | None, dtype: torch.dtype) -> torch.device:
@@ -96,7 +90,7 @@ def make_gaussian(
     """
     device = _check_common(n, device, dtype)
     d = check_positive_int(d, "d")
-    x = torch.randn(n, d, generator=generator, dtype=torch.float64, device=_draw_device(generator, device))
+    x = torch.randn(n, d, generator=generator, dtype=torch.float64, device=generator_device(generator, device))
     return x.to(device=device, dtype=dtype)
 
 
@@ -134,7 +128,7 @@ def make_gaussian_mixture(
     k = check_positive_int(components, "components")
     radius = check_float(radius, "radius", low=0.0)
     std = check_float(std, "std", low=0.0)
-    source = _draw_device(generator, device)
+    source = generator_device(generator, device)
     if d == 1:
         u = torch.linspace(-1.0, 1.0, k, dtype=torch.float64) if k > 1 else torch.zeros(1, dtype=torch.float64)
         u = u.unsqueeze(1).to(source)
@@ -182,7 +176,7 @@ def make_subspace(
     k = check_positive_int(k, "k")
     if k > d:
         raise ValueError(f"k={k} exceeds d={d}; a subspace of R^d has dimension k <= d")
-    source = _draw_device(generator, device)
+    source = generator_device(generator, device)
     basis = _random_orthonormal(d, k, generator, source)
     z = torch.randn(n, k, generator=generator, dtype=torch.float64, device=source)
     return (z @ basis.T).to(device=device, dtype=dtype)
@@ -237,7 +231,7 @@ def make_simplex(
     separation = check_float(separation, "separation", low=0.0, low_open=True)
     if n == 1:
         return torch.zeros(1, d, dtype=dtype, device=device)
-    source = _draw_device(generator, device)
+    source = generator_device(generator, device)
     rotation = _random_orthonormal(d, n - 1, generator, source)
     vertices = _helmert_vertices(n).to(source)
     return (separation / math.sqrt(2.0) * vertices @ rotation.T).to(device=device, dtype=dtype)
@@ -466,21 +460,51 @@ def _d_of_patches(name: str, d: int) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A registered data set: its ``make_<name>`` function and how a dimension d maps to its options."""
+    """A registered data set: the one place that knows its facts.
 
+    Attributes:
+        name: its key in :data:`DATASETS`.
+        make: its ``make_<name>(n, *, generator, device, ...)`` function.
+        options_for_d: how a dimension d maps to its options (raises for a d it cannot take).
+        dimension: its fixed dimension, or None when d is free (or set by a resolution).
+        largest_n: how many distinct points it has, or None when it draws as many as asked.
+    """
+
+    name: str
     make: Callable[..., Tensor]
     options_for_d: Callable[[str, int], dict[str, int]]
+    dimension: int | None = None
+    largest_n: int | None = None
+
+    def dimensions(self, free: Sequence[int], resolutions: Sequence[int]) -> list[int]:
+        """The dimensions a sweep visits: its own fixed d, 3 r^2 per resolution (patches), or ``free``."""
+        if self.dimension is not None:
+            return [self.dimension]
+        if self.options_for_d is _d_of_patches:
+            return sorted({3 * r * r for r in resolutions})
+        return sorted(set(free))
+
+    def check_n(self, n: int, name: str = "n") -> int:
+        """``n`` if the data set has that many points, else a ValueError naming the largest."""
+        if self.largest_n is not None and n > self.largest_n:
+            raise ValueError(f"{name}={n} exceeds the {self.largest_n} points of {self.name!r}; "
+                             f"use {name} <= {self.largest_n}")
+        return n
+
+
+def _fixed(name: str, make: Callable[..., Tensor], dimension: int, largest_n: int | None = None) -> Dataset:
+    return Dataset(name, make, _d_is_fixed(dimension), dimension, largest_n)
 
 
 DATASETS: dict[str, Dataset] = {
-    "gaussian": Dataset(make_gaussian, _d_is_free),
-    "gaussian_mixture": Dataset(make_gaussian_mixture, _d_is_free),
-    "subspace": Dataset(make_subspace, _d_is_free),
-    "simplex": Dataset(make_simplex, _d_is_free),
-    "two_moons": Dataset(make_two_moons, _d_is_fixed(2)),
-    "digits": Dataset(make_digits, _d_is_fixed(64)),
-    "image_patches": Dataset(make_image_patches, _d_of_patches),
-    "cifar10": Dataset(make_cifar10, _d_is_fixed(3072)),
+    "gaussian": Dataset("gaussian", make_gaussian, _d_is_free),
+    "gaussian_mixture": Dataset("gaussian_mixture", make_gaussian_mixture, _d_is_free),
+    "subspace": Dataset("subspace", make_subspace, _d_is_free),
+    "simplex": Dataset("simplex", make_simplex, _d_is_free),
+    "two_moons": _fixed("two_moons", make_two_moons, 2),
+    "digits": _fixed("digits", make_digits, 64, largest_n=1797),
+    "image_patches": Dataset("image_patches", make_image_patches, _d_of_patches),
+    "cifar10": _fixed("cifar10", make_cifar10, 3072, largest_n=50_000),
 }
 """The data sets by name."""
 

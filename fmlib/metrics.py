@@ -19,20 +19,13 @@ from fmlib._checks import (
     check_batch,
     check_data,
     check_field,
-    check_float,
-    check_points,
-    check_positive_int,
     check_same_shape,
 )
-from fmlib.closed_form import DEFAULT_CHUNK_ROWS, nearest_index, nearest_indices
 from fmlib.ode import Field, Velocity
 
 __all__ = [
-    "NearestNeighbors",
     "Separation",
-    "copy_fraction",
     "cosine_to_target",
-    "nearest_neighbor_distance",
     "pairwise_separation",
 ]
 
@@ -40,17 +33,6 @@ _PAIRWISE_BLOCK_ELEMENTS = 1 << 22
 """Entries of the (rows, n) block of squared distances that :func:`pairwise_separation` forms at once."""
 
 
-@dataclass(frozen=True)
-class NearestNeighbors:
-    r"""The nearest training point of each sample.
-
-    Attributes:
-        distance: (B,) Euclidean distance :math:`\|x_b - y_{i^*}\|` (not squared).
-        index: (B,) int64 index :math:`i^*` of the nearest training point (lowest on ties).
-    """
-
-    distance: Tensor
-    index: Tensor
 
 
 @dataclass(frozen=True)
@@ -67,78 +49,12 @@ class Separation:
     median: float
 
 
-def _check_samples(samples: Tensor, data: Tensor, chunk_size: int | None) -> int:
-    """Check ``samples`` against ``data`` and return the number of data rows per chunk."""
-    check_data(data)
-    check_points(samples, data, "samples", "data")
-    return DEFAULT_CHUNK_ROWS if chunk_size is None else check_positive_int(chunk_size, "chunk_size")
 
 
-def nearest_neighbor_distance(samples: Tensor, data: Tensor, *, chunk_size: int | None = None) -> NearestNeighbors:
-    r"""Distance from each sample to its nearest training point, and that point's index.
-
-    .. math:: i^*(x) = \arg\min_i \|x - y_i\|, \qquad \mathrm{distance}(x) = \|x - y_{i^*(x)}\|
-
-    The index comes from :func:`fmlib.closed_form.nearest_index` (streamed, one matrix product per
-    chunk); the distance is recomputed from the explicit difference :math:`x - y_{i^*}`.
-
-    Args:
-        samples: (B, d) generated points.
-        data: (n, d) training points, same dtype and device.
-        chunk_size: rows of ``data`` per chunk (default 8192).
-
-    Returns:
-        :class:`NearestNeighbors` with ``distance`` (B,) and ``index`` (B,).
-    """
-    chunk = _check_samples(samples, data, chunk_size)
-    index, _ = nearest_index(samples, data, chunk_size=chunk)
-    return NearestNeighbors(distance=(samples - data[index]).norm(dim=1), index=index)
 
 
-def _two_nearest_distances(x: Tensor, data: Tensor, chunk: int) -> Tensor:
-    r"""(B, 2) distances to the nearest and second-nearest rows of ``data`` (inf for the second when n = 1).
-
-    The two neighbours come from :func:`fmlib.closed_form.nearest_indices`; their distances are
-    recomputed from explicit differences and sorted.
-    """
-    index, sq_dist = nearest_indices(x, data, 2, chunk_size=chunk)
-    distance = (x.unsqueeze(1) - data[index]).norm(dim=2)
-    distance[torch.isinf(sq_dist)] = float("inf")
-    return distance.sort(dim=1).values
 
 
-def copy_fraction(samples: Tensor, data: Tensor, *, ratio: float = 1 / 3, chunk_size: int | None = None) -> float:
-    r"""Fraction of samples that copy a training point: nearest distance below ``ratio`` times the second nearest.
-
-    .. math::
-
-        \mathrm{copy}(x) = \mathbb{1}\big[\|x - y_{(1)}(x)\| < r\, \|x - y_{(2)}(x)\|\big], \qquad
-        \text{fraction} = \frac{1}{B} \sum_b \mathrm{copy}(x_b),
-
-    with :math:`y_{(1)}, y_{(2)}` the nearest and second-nearest training points and r = ``ratio``
-    (1/3: the criterion of Yoon et al. 2023, "Diffusion probabilistic models generalize when they
-    fail to memorize", and Gu et al. 2023, "On memorization in diffusion models").
-
-    Conventions: a sample at distance 0 from a training point is a copy (even when that point is
-    duplicated in ``data``, where both distances are 0); with a single training point (n = 1) the
-    second distance is taken as infinite, so every sample counts as a copy (the limit of a second
-    point moved infinitely far away).
-
-    Args:
-        samples: (B, d) generated points.
-        data: (n, d) training points, same dtype and device.
-        ratio: r in (0, 1].
-        chunk_size: rows of ``data`` per chunk (default 8192).
-
-    Returns:
-        The fraction in [0, 1], a float.
-    """
-    chunk = _check_samples(samples, data, chunk_size)
-    ratio = check_float(ratio, "ratio", low=0.0, high=1.0, low_open=True)
-    distance = _two_nearest_distances(samples, data, chunk)
-    nearest, second = distance[:, 0], distance[:, 1]
-    copies = (nearest < ratio * second) | (nearest == 0)
-    return float(copies.to(torch.float64).mean())
 
 
 def cosine_to_target(field: Field | Velocity, x0: Tensor, x1: Tensor, t: float | Tensor) -> Tensor:

@@ -36,7 +36,7 @@ from fmlib._checks import (
     check_field,
     check_float,
     check_positive_int,
-    check_time_grid,
+    check_times,
 )
 
 __all__ = ["SOLVERS", "Field", "ODEResult", "Solver", "Velocity", "integrate", "time_grid"]
@@ -191,7 +191,7 @@ def integrate(
     """
     velocity = check_field(field)
     x0 = check_batch(x0, "x0")
-    grid = check_time_grid(ts)
+    grid = check_times(ts, min_points=2)
     solver = SOLVERS[check_choice(method, SOLVERS, "method")]
     denoiser = getattr(field, "posterior_mean", None)
     times = grid.tolist()

@@ -44,8 +44,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 from scipy.special import log_ndtr, logsumexp, ndtr, ndtri
+
+from fmlib._checks import FloatArray
+from fmlib.path import time_to_snr
 
 __all__ = [
     "NormalLaw",
@@ -58,7 +61,6 @@ __all__ = [
     "simplex_outweigh_probability",
 ]
 
-FloatArray = NDArray[np.float64]
 """A float64 numpy array (any shape)."""
 
 
@@ -116,11 +118,6 @@ def _check_n_points(n_points: ArrayLike) -> FloatArray:
     return array.astype(np.float64)
 
 
-def _odds(t: FloatArray) -> FloatArray:
-    r""":math:`s = t / (1 - t)`, with :math:`s = \infty` at t = 1 (no division warning)."""
-    return np.divide(t, 1.0 - t, out=np.full(np.shape(t), np.inf), where=t < 1.0)
-
-
 def _threshold(u: FloatArray, log_inv_eps: FloatArray) -> FloatArray:
     r"""The standardised threshold :math:`\log(1/\varepsilon) / u - u / 2`, with :math:`u = s \|\Delta\|`.
 
@@ -138,7 +135,7 @@ def _threshold(u: FloatArray, log_inv_eps: FloatArray) -> FloatArray:
 def _outweigh(t: FloatArray, distance: FloatArray, eps: FloatArray) -> FloatArray:
     r""":math:`P[\lambda_j \ge \varepsilon \lambda_k]` for checked arguments (:func:`outweigh_probability`)."""
     log_inv_eps = np.abs(np.log(eps))  # log(1/eps) >= 0 for eps in (0, 1]
-    return np.where(t == 0, 1.0, ndtr(_threshold(_odds(t) * distance, log_inv_eps)))
+    return np.where(t == 0, 1.0, ndtr(_threshold(time_to_snr(t) * distance, log_inv_eps)))
 
 
 def log_weight_ratio_law(t: ArrayLike, distance: ArrayLike) -> NormalLaw:
@@ -166,7 +163,7 @@ def log_weight_ratio_law(t: ArrayLike, distance: ArrayLike) -> NormalLaw:
     """
     t = _check_time(t)
     distance = _check_positive(distance, "distance")
-    u = _odds(t) * distance
+    u = time_to_snr(t) * distance
     return NormalLaw(mean=_out(u * u / 2.0), std=_out(u))
 
 
@@ -291,7 +288,7 @@ def not_concentrated_bound(
     eta = _check_interval(eta, "eta", 0.0, 1.0, closed_low=False, closed_high=False)
     others = n_points - 1.0
     log_eps = np.log(eta) - np.log(1.0 - eta) - np.log(np.where(others > 0, others, 1.0))
-    u_star = np.maximum(_odds(t) * separation, np.sqrt(2.0 * np.maximum(log_eps, 0.0)))
+    u_star = np.maximum(time_to_snr(t) * separation, np.sqrt(2.0 * np.maximum(log_eps, 0.0)))
     pair = np.where(t == 0, (log_eps <= 0).astype(np.float64), ndtr(_threshold(u_star, -log_eps)))
     return _out(np.minimum(1.0, others * pair))
 
@@ -323,7 +320,7 @@ def gaussian_tail_bound(t: ArrayLike, separation: ArrayLike, n_points: ArrayLike
     t = _check_time(t)
     separation = _check_positive(separation, "separation")
     n_points = _check_n_points(n_points)
-    u = _odds(t) * separation
+    u = time_to_snr(t) * separation
     tail = np.where(t == 0, 2.0, np.exp(-u * u / 8.0))
     return _out(np.minimum(1.0, (n_points - 1.0) / 2.0 * tail))
 
@@ -446,7 +443,7 @@ def simplex_outweigh_probability(
     n_points = _check_n_points(n_points)
     eps = _check_interval(eps, "eps", 0.0, 1.0, closed_low=False, closed_high=True)
     t, separation, n_points, eps = np.broadcast_arrays(t, separation, n_points, eps)
-    c = _threshold(_odds(t) * separation, np.abs(np.log(eps)))
+    c = _threshold(time_to_snr(t) * separation, np.abs(np.log(eps)))
     out = np.empty(t.shape, dtype=np.float64)
     for position in np.ndindex(t.shape):
         others, c_here = n_points[position] - 1.0, c[position]

@@ -24,12 +24,12 @@ from typing import Any
 import pytest
 import yaml
 
-from fmlib.book import build_book, check_html, colab_setup_source, toc_chapters
-from fmlib.claims import CLAIMS
-from fmlib.course import chapter_title, rerun_exercises
-from fmlib.params import read_parameters
-from fmlib.results import REPO_ROOT
-from fmlib.run import ChapterError, find_chapter
+from fmlib.book.build import build_book, check_html, colab_setup_source, toc_chapters
+from fmlib.book.chapters import REPO_ROOT, find_chapter
+from fmlib.book.claims import CLAIMS
+from fmlib.book.course import chapter_title, rerun_exercises
+from fmlib.book.params import read_parameters
+from fmlib.book.run import ChapterError
 from tests.browser import (
     READ_PAGE,
     WAIT_FOR_IMAGES,

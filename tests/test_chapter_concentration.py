@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fmlib.run import find_chapter, quick_parameters, run_chapter
+from fmlib.book.chapters import find_chapter, quick_parameters
+from fmlib.book.run import run_chapter
 
 CHAPTER = "concentration"
 

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fmlib.report import VERDICTS
-from fmlib.run import find_chapter, quick_parameters, run_chapter
+from fmlib.book.chapters import find_chapter, quick_parameters
+from fmlib.book.report import VERDICTS
+from fmlib.book.run import run_chapter
 
 CHAPTER = "stochastic_target"
 

@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fmlib.closed_form import ClosedFormField, nearest_index, nearest_indices, posterior_mean, velocity
+from fmlib.closed_form import ClosedFormField, posterior_mean, velocity
+from fmlib.neighbours import nearest_index, nearest_indices
 from tests.problems import (
     brute_force_log_weights,
     brute_force_nearest,

@@ -1,4 +1,4 @@
-"""Tests of fmlib.concentration (Monte Carlo on conditional paths, its statistics) and of the exact simplex law.
+"""Tests of fmlib.experiments.concentration (Monte Carlo on conditional paths), fmlib.stats and the exact simplex law.
 
 References share no code with what they test: weights from explicit differences and
 ``scipy.special.logsumexp`` in float64, binomial tails from ``scipy.stats.binom``, multivariate normal
@@ -16,17 +16,9 @@ import torch
 from scipy import stats
 from scipy.special import logsumexp, owens_t
 
-from fmlib.concentration import (
-    PathDraws,
-    binomial_limits,
-    binomial_pvalue,
-    draw_on_paths,
-    exact_pair_averages,
-    level_crossing,
-    pair_law_check,
-    standard_error,
-)
 from fmlib.data import make_dataset
+from fmlib.experiments.concentration import PathDraws, draw_on_paths, exact_pair_averages, pair_law_check
+from fmlib.stats import binomial_limits, binomial_pvalue, crossing_time, standard_error
 from fmlib.theory import concentration_bound, outweigh_probability, simplex_outweigh_probability
 
 LEVEL = 1e-4
@@ -227,16 +219,17 @@ def test_one_sided_pvalue_and_clopper_pearson_lower_limit_are_dual(k, alpha):
     assert standard_error(0.5, 100) == pytest.approx(0.05)
 
 
-def test_level_crossing_is_exact_for_a_power_law_in_the_odds():
+def test_falling_crossing_is_exact_for_a_power_law_in_the_odds():
     s = np.geomspace(0.1, 100, 12)
     times = s / (1 + s)
     values = np.minimum(1.0, 0.5 * s ** -1.5)
     s_star = (0.01 / 0.5) ** (-1 / 1.5)
-    assert level_crossing(times, values, 0.01) == pytest.approx(s_star / (1 + s_star), rel=1e-12)
-    assert level_crossing(times, np.full(12, 0.5), 0.01) != level_crossing(times, np.full(12, 0.5), 0.01)  # NaN
-    assert level_crossing(times, np.full(12, 0.001), 0.01) == times[0]
-    with pytest.raises(ValueError, match="increase"):
-        level_crossing(times[::-1], values, 0.01)
+    falling = {"falling": True, "log_values": True}
+    assert crossing_time(times, values, 0.01, **falling) == pytest.approx(s_star / (1 + s_star), rel=1e-12)
+    assert crossing_time(times, np.full(12, 0.5), 0.01, **falling) == np.inf  # never falls below: after the grid
+    assert crossing_time(times, np.full(12, 0.001), 0.01, **falling) == -np.inf  # below from the start
+    with pytest.raises(ValueError, match="increas"):
+        crossing_time(times[::-1], values, 0.01, **falling)
 
 
 # --- fmlib.theory.simplex_outweigh_probability (added with the concentration chapter) -----------

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from fmlib.book import toc_chapters
-from fmlib.course import chapter_title, rerun_exercises, run_time, write_course_tables
-from fmlib.params import read_parameters, validate_overrides
-from fmlib.results import run_dir, source_hash
-from fmlib.run import chapter_names, find_chapter, quick_parameters
+from fmlib.book.build import toc_chapters
+from fmlib.book.chapters import chapter_names, find_chapter, quick_parameters
+from fmlib.book.course import chapter_title, rerun_exercises, run_time, write_course_tables
+from fmlib.book.params import read_parameters, validate_overrides
+from fmlib.book.store import run_dir, source_hash
 
 CHAPTER = """---
 jupytext:

@@ -1,4 +1,4 @@
-"""fmlib.critical_time: the time grid, the crossing and its bootstrap, the initial alignment, the law fits."""
+"""fmlib.experiments.stochastic_target: the time grid, the crossing and its bootstrap, the alignment, the law fits."""
 
 from __future__ import annotations
 
@@ -11,13 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fmlib.closed_form import ClosedFormField
-from fmlib.critical_time import (
+from fmlib.experiments.stochastic_target import (
     CosineCurves,
-    _crossing_times,
     cosine_curves,
     critical_time,
-    crossing_time,
-    draw_pairs,
     family_grid,
     fit_exponents,
     fit_law,
@@ -25,11 +22,10 @@ from fmlib.critical_time import (
     law_feature,
     measure_point,
     refine_grid,
-    snr_grid,
-    snr_to_time,
-    time_to_snr,
 )
 from fmlib.metrics import cosine_to_target
+from fmlib.path import draw_pairs, snr_grid, snr_to_time, time_to_snr
+from fmlib.stats import crossing_time, crossing_times
 
 
 def test_snr_and_time_are_inverse_and_the_grid_is_geometric_in_s():
@@ -72,7 +68,7 @@ def test_vectorised_crossings_match_the_scalar_definition(rows):
     ts = snr_grid(1e-2, 1e2, 7)
     fractions = np.array(rows)
     expected = [crossing_time(ts, row) for row in fractions]
-    assert np.allclose(_crossing_times(ts, fractions, 0.5), expected, equal_nan=False)
+    assert np.allclose(crossing_times(ts, fractions, 0.5), expected, equal_nan=False)
 
 
 def step_curves(taus: np.ndarray, ts: np.ndarray) -> CosineCurves:

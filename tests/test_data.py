@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fmlib._checks import resolve_device
-from fmlib.closed_form import nearest_index
 from fmlib.data import (
     DATASETS,
     dataset_names,
@@ -26,6 +25,7 @@ from fmlib.data import (
     make_subspace,
     make_two_moons,
 )
+from fmlib.neighbours import nearest_index
 from tests.problems import brute_force_pairwise
 
 SYNTHETIC = [name for name in dataset_names() if name != "cifar10"]

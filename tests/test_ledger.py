@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from fmlib.claims import CLAIMS
-from fmlib.ledger import ledger_rows, write_ledger_page
-from fmlib.run import RunResult
+from fmlib.book.claims import CLAIMS
+from fmlib.book.ledger import ledger_rows, write_ledger_page
+from fmlib.book.run import RunResult
 
 COLUMNS = ("verdict", "paper", "where", "claim", "number", "chapter")
 

@@ -10,14 +10,8 @@ from hypothesis import strategies as st
 import fmlib.metrics
 from fmlib.closed_form import ClosedFormField
 from fmlib.data import make_simplex
-from fmlib.metrics import (
-    NearestNeighbors,
-    Separation,
-    copy_fraction,
-    cosine_to_target,
-    nearest_neighbor_distance,
-    pairwise_separation,
-)
+from fmlib.metrics import Separation, cosine_to_target, pairwise_separation
+from fmlib.neighbours import NearestNeighbors, copy_fraction, nearest_neighbor_distance
 from tests.problems import (
     brute_force_copy_fraction,
     brute_force_nearest,

@@ -163,7 +163,7 @@ def test_integrate_errors() -> None:
         integrate(field, x0, [0.0, 0.5, 0.2])
     with pytest.raises(ValueError, match=r"ts must lie in \[0, 1\].*got ts\[1\]=1\.5"):
         integrate(field, x0, [0.0, 1.5])
-    with pytest.raises(ValueError, match=r"ts must be 1-D with at least 2 times, got shape \(1,\)"):
+    with pytest.raises(ValueError, match=r"ts must be 1-D with at least 2 time\(s\) in \[0, 1\], got shape \(1,\)"):
         integrate(field, x0, [0.0])
     with pytest.raises(ValueError, match=r"x0 must have shape \(B, d\).*got shape \(3,\)"):
         integrate(field, torch.zeros(3), [0.0, 0.5])

@@ -12,9 +12,10 @@ import time
 import pytest
 
 from fmlib.__main__ import main
-from fmlib.params import ParameterError, ParameterSpec, parse_value, read_parameters, validate_overrides
-from fmlib.results import REPO_ROOT, collect
-from fmlib.run import find_chapter, quick_parameters, run_chapter
+from fmlib.book.chapters import REPO_ROOT, find_chapter, quick_parameters
+from fmlib.book.params import ParameterError, ParameterSpec, parse_value, read_parameters, validate_overrides
+from fmlib.book.run import run_chapter
+from fmlib.book.store import collect
 
 CHAPTER = "closed_form"
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from fmlib.__main__ import main
-from fmlib.params import ParameterError, read_parameters
-from fmlib.results import REPO_ROOT, collect
-from fmlib.run import ChapterError, find_chapter, quick_parameters, run_chapter
-from fmlib.sweep import parse_grid, run_sweep
+from fmlib.book.chapters import REPO_ROOT, find_chapter, quick_parameters
+from fmlib.book.params import ParameterError, read_parameters
+from fmlib.book.run import ChapterError, run_chapter
+from fmlib.book.store import collect
+from fmlib.book.sweep import parse_grid, run_sweep
 
 POINT = "cosine_point"
 
@@ -137,7 +138,7 @@ def test_dask_path_on_a_local_cluster(results_store, tmp_path):
 
 def test_unreachable_scheduler_is_a_clear_error(results_store, monkeypatch):
     pytest.importorskip("distributed")
-    monkeypatch.setattr("fmlib.sweep.DASK_CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr("fmlib.book.sweep.DASK_CONNECT_TIMEOUT", "1s")
     with pytest.raises(ParameterError, match=r"cannot reach the Dask scheduler at 'tcp://127\.0\.0\.1:9'"):
         run_sweep(POINT, tiny_grid(), scheduler="tcp://127.0.0.1:9")
 

@@ -1,7 +1,7 @@
 """The claims of the sources that the book checks, typed once; verdicts come from the chapters' runs.
 
-Each chapter records its verdict on a claim with :func:`fmlib.report.record_claim`; the claims
-ledger page (:mod:`fmlib.ledger`) joins this catalogue with those verdicts. A claim no run has
+Each chapter records its verdict on a claim with :func:`fmlib.book.report.record_claim`; the claims
+ledger page (:mod:`fmlib.book.ledger`) joins this catalogue with those verdicts. A claim no run has
 checked stays in the ledger, marked "not checked yet". Where the sources' numbering differs
 between versions (see ``shared/notes``), ``where`` describes the content.
 """

@@ -4,7 +4,7 @@ Layout::
 
     data/results/NAME/<hash>/   params.json  results.json  run.json  NAME.ipynb  figures/  tables/
 
-``results.json`` holds the scalar results the chapter recorded with :mod:`fmlib.report`;
+``results.json`` holds the scalar results the chapter recorded with :mod:`fmlib.book.report`;
 ``run.json`` the source hash (notebook and fmlib code), the duration and the time of the run.
 A run is written aside (``data/results/.staging/``) and renamed into place, so a killed run
 leaves the store as it was. The root is ``data/results`` under the repository, or ``$FMLIB_RESULTS``.
@@ -22,20 +22,17 @@ from typing import Any
 
 import pandas as pd
 
+from fmlib.book.chapters import NOTEBOOK_DIR, REPO_ROOT, find_chapter
+from fmlib.book.params import ParameterError
+
 __all__ = [
-    "REPO_ROOT",
     "collect",
     "params_hash",
     "results_root",
     "run_dir",
     "source_hash",
     "stored_run",
-    "write_json_atomic",
-    "write_text_atomic",
 ]
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 
 def results_root() -> Path:
     """The store's root: ``$FMLIB_RESULTS`` if set, else ``data/results`` in the repository."""
@@ -50,8 +47,8 @@ def params_hash(params: dict[str, Any]) -> str:
 def source_hash(notebook_path: Path) -> str:
     """Hash of the notebook's text and of every fmlib source file: a run is stale when it changes."""
     digest = hashlib.sha256(notebook_path.read_bytes())
-    for path in sorted((REPO_ROOT / "fmlib").glob("*.py")):
-        digest.update(path.name.encode())
+    for path in sorted((REPO_ROOT / "fmlib").rglob("*.py")):
+        digest.update(str(path.relative_to(REPO_ROOT)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -71,18 +68,6 @@ def stored_run(name: str, params: dict[str, Any], notebook_path: Path | None = N
         if recorded.get("source_hash") != source_hash(notebook_path):
             return None
     return path
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file beside it and a rename (readers never see half)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to ``path`` atomically (:func:`write_text_atomic`)."""
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=float))
 
 
 def publish(staging: Path, final: Path) -> None:
@@ -109,9 +94,6 @@ def _store_name(name: str) -> str:
     """The store's directory name for ``name``: the notebook's stem when the notebook exists, else ``name``."""
     if (results_root() / name).exists():
         return name
-    from fmlib.params import ParameterError
-    from fmlib.run import find_chapter
-
     try:
         return find_chapter(name).stem
     except ParameterError:
@@ -130,7 +112,7 @@ def collect(name: str, *, include_lists: bool = False) -> pd.DataFrame:
     """
     stem = _store_name(name)
     root = results_root() / stem
-    notebook = REPO_ROOT / "notebooks" / f"{stem}.md"
+    notebook = NOTEBOOK_DIR / f"{stem}.md"
     current = source_hash(notebook) if notebook.exists() else None
     rows = []
     runs = [p for p in root.glob("*/run.json") if not p.parent.name.startswith(".")] if root.exists() else []

@@ -60,9 +60,20 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
-from fmlib._checks import check_data, check_float, check_positive_int, resolve_device
+from fmlib._checks import (
+    FloatArray,
+    check_choice,
+    check_data,
+    check_float,
+    check_positive_int,
+    check_times,
+    resolve_device,
+)
 from fmlib.closed_form import ClosedFormField
+from fmlib.data import DATASETS
 from fmlib.metrics import cosine_to_target
+from fmlib.path import draw_pairs, log_snr, snr_grid, snr_to_time, time_to_snr
+from fmlib.stats import bootstrap_lstsq, crossing_time, crossing_times, final_run_start, percentile_interval
 
 __all__ = [
     "LAWS",
@@ -73,8 +84,6 @@ __all__ = [
     "PointMeasurement",
     "cosine_curves",
     "critical_time",
-    "crossing_time",
-    "draw_pairs",
     "family_grid",
     "fit_exponents",
     "fit_law",
@@ -82,47 +91,14 @@ __all__ = [
     "law_feature",
     "measure_point",
     "refine_grid",
-    "snr_grid",
-    "snr_to_time",
-    "time_to_snr",
 ]
 
-FloatArray = NDArray[np.float64]
 
 LAWS = ("power", "capacity")
 """The laws :func:`fit_law` knows (see the module docstring)."""
 
 PAIR_SEED_OFFSET = 1_000_003
 """The pairs of a point are drawn with seed ``seed + PAIR_SEED_OFFSET``, its data with ``seed``."""
-
-
-def time_to_snr(t: float | FloatArray) -> float | FloatArray:
-    r""":math:`s = t / (1 - t)` for t in [0, 1)."""
-    t = np.asarray(t, dtype=np.float64)
-    out = t / (1.0 - t)
-    return float(out) if out.ndim == 0 else out
-
-
-def snr_to_time(s: float | FloatArray) -> float | FloatArray:
-    r""":math:`t = s / (1 + s)` for s in [0, inf]; inf maps to 1."""
-    s = np.asarray(s, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        out = np.where(np.isinf(s), 1.0, s / (1.0 + s))
-    return float(out) if out.ndim == 0 else out
-
-
-def snr_grid(s_min: float = 1e-3, s_max: float = 1e4, points: int = 15) -> FloatArray:
-    r"""Times whose :math:`s = t / (1 - t)` are geometric from ``s_min`` to ``s_max``: (points,) float64.
-
-    The default, 15 points from :math:`s = 10^{-3}` (t = 0.001) to :math:`10^4` (t = 0.9999), steps
-    :math:`\log s` by :math:`\log \sqrt{10}`.
-    """
-    s_min = check_float(s_min, "s_min", low=0.0, low_open=True)
-    s_max = check_float(s_max, "s_max", low=s_min, low_open=True)
-    points = check_positive_int(points, "points")
-    if points < 2:
-        raise ValueError(f"points must be at least 2, got {points}")
-    return np.asarray(snr_to_time(np.geomspace(s_min, s_max, points)), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -156,29 +132,6 @@ class CosineCurves:
         return CosineCurves(ts=ts, cosines=cosines[first])
 
 
-def draw_pairs(data: Tensor, batch: int, *, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    r"""B pairs :math:`(x_0, x_1)`: :math:`x_0 \sim N(0, I_d)`, :math:`x_1` uniform over the rows of ``data``.
-
-    Drawn on the generator's device (CPU when None), noise first then indices, in float64, and
-    returned with the dtype and device of ``data``: (B, d) each.
-    """
-    check_data(data)
-    batch = check_positive_int(batch, "batch")
-    source = generator.device if generator is not None else torch.device("cpu")
-    x0 = torch.randn(batch, data.shape[1], generator=generator, dtype=torch.float64, device=source)
-    index = torch.randint(data.shape[0], (batch,), generator=generator, device=source)
-    return x0.to(device=data.device, dtype=data.dtype), data[index.to(data.device)]
-
-
-def _check_times(ts: Sequence[float] | FloatArray) -> FloatArray:
-    grid = np.asarray(ts, dtype=np.float64).reshape(-1)
-    if grid.size == 0 or not np.all((grid > 0) & (grid < 1)):
-        raise ValueError(f"ts must be a non-empty sequence of times in (0, 1), got {ts!r}")
-    if np.any(np.diff(grid) <= 0):
-        raise ValueError(f"ts must be strictly increasing, got {ts!r}")
-    return grid
-
-
 def cosine_curves(field: object, x0: Tensor, x1: Tensor, ts: Sequence[float] | FloatArray,
                   *, progress: bool = False) -> CosineCurves:
     r"""The cosines :math:`\cos_b(t)` of the pairs ``(x0, x1)`` (B, d) at the times ``ts`` in (0, 1).
@@ -189,7 +142,7 @@ def cosine_curves(field: object, x0: Tensor, x1: Tensor, ts: Sequence[float] | F
     Returns:
         :class:`CosineCurves` with ``cosines`` of shape (T, B), float64 on the CPU.
     """
-    grid = _check_times(ts)
+    grid = check_times(ts, include_start=False, include_end=False).numpy()
     rows = []
     iterator = grid
     if progress:
@@ -201,59 +154,10 @@ def cosine_curves(field: object, x0: Tensor, x1: Tensor, ts: Sequence[float] | F
     return CosineCurves(ts=grid, cosines=np.stack(rows))
 
 
-def _final_run_start(above: NDArray[np.bool_]) -> int:
-    """Index where the last run of True values that reaches the end starts; len(above) if the end is False."""
-    if not above[-1]:
-        return above.shape[-1]
-    below = np.flatnonzero(~above)
-    return 0 if below.size == 0 else int(below[-1]) + 1
 
 
-def crossing_time(
-    ts: Sequence[float] | FloatArray, fraction: Sequence[float] | FloatArray, level: float = 0.5
-) -> float:
-    r"""Start of the last run of the grid on which ``fraction`` :math:`\ge` ``level``, interpolated in :math:`\log s`.
-
-    With k the first index of that run and :math:`F_{k-1} < L \le F_k`,
-
-    .. math::
-
-        \log s^* = \log s_{k-1} + \frac{L - F_{k-1}}{F_k - F_{k-1}} (\log s_k - \log s_{k-1}),
-        \qquad t^* = \frac{s^*}{1 + s^*}.
-
-    Returns:
-        :math:`t^*`; ``-inf`` when the whole grid is at or above ``level`` (left-censored: the
-        crossing is before ``ts[0]``) and ``+inf`` when the last value is below it (right-censored).
-    """
-    grid = _check_times(ts)
-    values = np.asarray(fraction, dtype=np.float64).reshape(-1)
-    if values.shape != grid.shape:
-        raise ValueError(f"fraction has shape {values.shape} but ts has {grid.shape}; they must match")
-    k = _final_run_start(values >= level)
-    if k == grid.size:
-        return math.inf
-    if k == 0:
-        return -math.inf
-    log_s = np.log(time_to_snr(grid[k - 1 : k + 1]))
-    u = (level - values[k - 1]) / (values[k] - values[k - 1])
-    return float(snr_to_time(math.exp(log_s[0] + u * (log_s[1] - log_s[0]))))
 
 
-def _crossing_times(ts: FloatArray, fractions: FloatArray, level: float) -> FloatArray:
-    """Vectorised :func:`crossing_time` over the rows of ``fractions`` (R, T): (R,) with +-inf for censoring."""
-    above = fractions >= level
-    last_below = np.where(~above, np.arange(ts.size), -1).max(axis=1)
-    k = last_below + 1
-    out = np.full(fractions.shape[0], -math.inf)
-    out[~above[:, -1]] = math.inf
-    inner = above[:, -1] & (k > 0)
-    if np.any(inner):
-        rows, kk = np.flatnonzero(inner), k[inner]
-        log_s = np.log(time_to_snr(ts))
-        f0, f1 = fractions[rows, kk - 1], fractions[rows, kk]
-        u = (level - f0) / (f1 - f0)
-        out[rows] = snr_to_time(np.exp(log_s[kk - 1] + u * (log_s[kk] - log_s[kk - 1])))
-    return out
 
 
 def refine_grid(curves: CosineCurves, points: int = 8, *, threshold: float = 0.9, level: float = 0.5) -> FloatArray:
@@ -264,7 +168,7 @@ def refine_grid(curves: CosineCurves, points: int = 8, *, threshold: float = 0.9
     bootstrap resamples may cross. Empty when the crossing is censored.
     """
     points = check_positive_int(points, "points")
-    k = _final_run_start(curves.fraction_above(threshold) >= level)
+    k = int(final_run_start(curves.fraction_above(threshold) >= level))
     if k in (0, curves.ts.size):
         return np.empty(0)
     log_s = np.log(time_to_snr(curves.ts))
@@ -332,7 +236,7 @@ def critical_time(
     rng = np.random.default_rng(seed)
     counts = np.stack([np.bincount(rng.integers(0, curves.batch, curves.batch), minlength=curves.batch)
                        for _ in range(n_boot)]).astype(np.float64)  # (R, B)
-    replicates = _crossing_times(curves.ts, counts @ above.T / curves.batch, level)
+    replicates = crossing_times(curves.ts, counts @ above.T / curves.batch, level)
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(replicates, [tail, 1.0 - tail], method="inverted_cdf")
     t_hi = crossing_time(curves.ts, fraction, max(level, 0.9))
@@ -383,42 +287,8 @@ def _usable(n: FloatArray, d: FloatArray, t: FloatArray) -> NDArray[np.bool_]:
     return usable
 
 
-def _bootstrap_lstsq(
-    design: FloatArray, z: FloatArray, replicates: FloatArray | None, n_boot: int, seed: int
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Least squares of ``z`` (m,) on ``design`` (m, p), and (R, p) two-level bootstrap replicates.
-
-    Each replicate resamples the m rows with replacement and, when ``replicates`` (m, R') of z are
-    given, takes for each row a random one of them (NaN ones are dropped); replicates whose design
-    is rank-deficient are skipped. Returns ``(coef, residuals, boot)``.
-    """
-    coef, *_ = np.linalg.lstsq(design, z, rcond=None)
-    residuals = z - design @ coef
-    rng = np.random.default_rng(seed)
-    m, p = design.shape
-    boot = []
-    for _ in range(n_boot):
-        pick = rng.integers(0, m, m)
-        zz = z[pick] if replicates is None else replicates[pick, rng.integers(0, replicates.shape[1], m)]
-        keep = np.isfinite(zz)
-        x = design[pick][keep]
-        if keep.sum() < p or np.linalg.matrix_rank(x) < p:
-            continue
-        b, *_ = np.linalg.lstsq(x, zz[keep], rcond=None)
-        boot.append(b)
-    return coef, residuals, (np.asarray(boot) if boot else np.full((1, p), np.nan))
 
 
-def _log_snr(t: FloatArray) -> FloatArray:
-    r""":math:`\log(t / (1 - t))`, NaN outside (0, 1) and for censored (infinite) values."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(np.isfinite(t) & (t > 0) & (t < 1), np.log(t / (1.0 - t)), np.nan)
-
-
-def _interval(values: FloatArray, confidence: float) -> tuple[float, float]:
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.nanquantile(values, [tail, 1.0 - tail])
-    return float(low), float(high)
 
 
 @dataclass(frozen=True)
@@ -475,7 +345,7 @@ class LawFit:
         """Predicted :math:`t^*` at (n, d) and its bootstrap percentile interval: ``(t, low, high)``."""
         row = self._design(n, d)[0]
         coef = np.array([math.log(self.c), self.alpha, self.gamma])[: row.size]
-        low, high = _interval(self.boot @ row, self.confidence)
+        low, high = percentile_interval(self.boot @ row, self.confidence)
         return (float(snr_to_time(math.exp(coef @ row))), float(snr_to_time(math.exp(low))),
                 float(snr_to_time(math.exp(high))))
 
@@ -511,14 +381,14 @@ def fit_law(
     n_boot = check_positive_int(n_boot, "n_boot")
     x = law_feature(law, n[usable], d[usable])
     columns = [np.ones_like(x), x] + ([np.log(d[usable])] if with_log_d else [])
-    rep = None if replicates is None else _log_snr(np.asarray(replicates, dtype=np.float64)[usable])
-    coef, residuals, boot = _bootstrap_lstsq(np.stack(columns, axis=1), _log_snr(t[usable]), rep, n_boot, seed)
-    c_low, c_high = _interval(boot[:, 0], confidence)
+    rep = None if replicates is None else log_snr(np.asarray(replicates, dtype=np.float64)[usable])
+    coef, residuals, boot = bootstrap_lstsq(np.stack(columns, axis=1), log_snr(t[usable]), rep, n_boot, seed)
+    c_low, c_high = percentile_interval(boot[:, 0], confidence)
     return LawFit(
         law=law, c=float(math.exp(coef[0])), alpha=float(coef[1]),
-        c_interval=(math.exp(c_low), math.exp(c_high)), alpha_interval=_interval(boot[:, 1], confidence),
+        c_interval=(math.exp(c_low), math.exp(c_high)), alpha_interval=percentile_interval(boot[:, 1], confidence),
         gamma=float(coef[2]) if with_log_d else math.nan,
-        gamma_interval=_interval(boot[:, 2], confidence) if with_log_d else (math.nan, math.nan),
+        gamma_interval=percentile_interval(boot[:, 2], confidence) if with_log_d else (math.nan, math.nan),
         n=n[usable], d=d[usable], t_star=t[usable], residuals=residuals,
         rmse=float(np.sqrt(np.mean(residuals**2))), left_out=int((~usable).sum()), boot=boot,
         confidence=confidence,
@@ -569,20 +439,14 @@ def fit_exponents(
     design = np.stack([np.ones(int(usable.sum())), np.log(np.log(n[usable])), -np.log(d[usable])], axis=1)
     if np.linalg.matrix_rank(design) < 3:
         raise ValueError("the exponents need points with at least two distinct n and two distinct d")
-    rep = None if replicates is None else _log_snr(np.asarray(replicates, dtype=np.float64)[usable])
-    coef, _, boot = _bootstrap_lstsq(design, _log_snr(t[usable]), rep, check_positive_int(n_boot, "n_boot"), seed)
+    rep = None if replicates is None else log_snr(np.asarray(replicates, dtype=np.float64)[usable])
+    coef, _, boot = bootstrap_lstsq(design, log_snr(t[usable]), rep, check_positive_int(n_boot, "n_boot"), seed)
     return Exponents(
         beta_n=float(coef[1]), beta_d=float(coef[2]),
-        beta_n_interval=_interval(boot[:, 1], confidence), beta_d_interval=_interval(boot[:, 2], confidence),
-        difference_interval=_interval(boot[:, 1] - boot[:, 2], confidence), points=int(usable.sum()),
+        beta_n_interval=percentile_interval(boot[:, 1], confidence),
+        beta_d_interval=percentile_interval(boot[:, 2], confidence),
+        difference_interval=percentile_interval(boot[:, 1] - boot[:, 2], confidence), points=int(usable.sum()),
     )
-
-
-FIXED_DIMENSION = {"two_moons": 2, "digits": 64, "cifar10": 3072}
-"""Families of fixed dimension."""
-
-LARGEST_N = {"digits": 1797, "cifar10": 50000}
-"""Families with a finite number of points."""
 
 
 def family_grid(
@@ -591,18 +455,15 @@ def family_grid(
 ) -> list[tuple[int, int]]:
     r"""The (d, n) points of a data family in a sweep over dimensions and sizes, in increasing d then n.
 
-    ``image_patches`` takes :math:`d = 3 r^2` for each resolution r, the families of
-    :data:`FIXED_DIMENSION` their own d, the others each d of ``dims``. Sizes above a family's
-    :data:`LARGEST_N` are replaced by that largest size (once). Points with :math:`n d` above
+    ``image_patches`` takes :math:`d = 3 r^2` for each resolution r, a family of fixed dimension
+    its own d, the others each d of ``dims`` (:meth:`fmlib.data.Dataset.dimensions`). Sizes above a
+    family's number of points (:attr:`fmlib.data.Dataset.largest_n`) are replaced by it (once).
+    Points with :math:`n d` above
     ``max_work`` (the cost of one closed-form evaluation is proportional to B n d) are left out.
     """
-    if family == "image_patches":
-        d_values = sorted({3 * r * r for r in resolutions})
-    elif family in FIXED_DIMENSION:
-        d_values = [FIXED_DIMENSION[family]]
-    else:
-        d_values = sorted(set(dims))
-    largest = LARGEST_N.get(family, math.inf)
+    dataset = DATASETS[check_choice(family, DATASETS, "family")]
+    d_values = dataset.dimensions(dims, resolutions)
+    largest = dataset.largest_n or math.inf
     n_values = sorted({min(n, largest) for n in sizes})
     return [(d, n) for d in d_values for n in n_values if n * d <= max_work]
 

@@ -36,21 +36,18 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from fmlib._checks import check_data, check_positive_int
+from fmlib._checks import check_data, check_positive_int, check_times
 from fmlib.closed_form import ClosedFormField
+from fmlib.stats import binomial_pvalue
 from fmlib.theory import outweigh_probability
 
 __all__ = [
     "PairAverages",
     "PairLawCheck",
     "PathDraws",
-    "binomial_limits",
-    "binomial_pvalue",
     "draw_on_paths",
     "exact_pair_averages",
-    "level_crossing",
     "pair_law_check",
-    "standard_error",
 ]
 
 DEFAULT_CHUNK_ELEMENTS = 1 << 22
@@ -119,22 +116,6 @@ class PathDraws:
         return self.log_weight < math.log1p(-eta)
 
 
-def _check_times(times: Sequence[float] | Tensor) -> Tensor:
-    """``times`` as a 1-D float64 CPU tensor, checked: at least one time, each in [0, 1)."""
-    try:
-        grid = torch.as_tensor(times, dtype=torch.float64).detach().cpu().reshape(-1)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"times must be a sequence of times in [0, 1), got {times!r}") from err
-    if grid.numel() == 0:
-        raise ValueError("times must hold at least one time in [0, 1)")
-    bad = ~((grid >= 0) & (grid < 1))
-    if bool(bad.any()):
-        raise ValueError(
-            f"times must lie in [0, 1) (the path of y_k ends on y_k at t = 1), got {grid[bad][0].item()!r}"
-        )
-    return grid
-
-
 def draw_on_paths(
     data: Tensor,
     times: Sequence[float] | Tensor,
@@ -169,7 +150,7 @@ def draw_on_paths(
     n_points, dim = data.shape
     if n_points < 2:
         raise ValueError(f"data must hold at least 2 points (N >= 2) for another point to compete, got N={n_points}")
-    grid = _check_times(times)
+    grid = check_times(times, "times", include_end=False, increasing=False)
     n_draws = check_positive_int(n_draws, "n_draws")
     chunk_elements = check_positive_int(chunk_elements, "chunk_elements")
     source = generator.device if generator is not None else data.device
@@ -265,7 +246,7 @@ def exact_pair_averages(
         raise ValueError(f"data must hold at least 2 points, got N={n_points}")
     if not 0.0 < eps <= 1.0:
         raise ValueError(f"eps must lie in (0, 1], got {eps!r}")
-    grid = _check_times(times).numpy()
+    grid = check_times(times, "times", include_end=False, increasing=False).numpy()
     rows = max(1, check_positive_int(chunk_elements, "chunk_elements") // n_points)
     pair_sum, union_sum = np.zeros(grid.shape[0]), np.zeros(grid.shape[0])
     data64 = data.double()
@@ -298,126 +279,14 @@ def exact_pair_averages(
     return PairAverages(times=grid, mean=pair_sum / (n_points * (n_points - 1)), union=union_sum / n_points)
 
 
-def level_crossing(times: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray, level: float) -> float:
-    r"""The time from which a (noisy, roughly decreasing) probability curve stays at or below ``level``.
-
-    Finds the last grid time :math:`t_i` with value above ``level``, and interpolates linearly in
-    :math:`(\log s, \log p)`, :math:`s = t / (1 - t)`, between it and the next grid time (where
-    the value is at or below ``level``; a value 0 is replaced by ``level`` / 100 for the logarithm).
-    Exact for a curve :math:`p = C s^{-a}` between the two grid points; the probabilities of this
-    chapter are smooth in :math:`\log s`.
-
-    Args:
-        times: (T,) increasing times in [0, 1).
-        values: (T,) the probabilities at those times.
-        level: the level, in (0, 1).
-
-    Returns:
-        The crossing time; the first time if no value exceeds ``level``; NaN if the last value does.
-    """
-    t = np.asarray(times, dtype=np.float64)
-    p = np.asarray(values, dtype=np.float64)
-    if t.ndim != 1 or t.shape != p.shape or t.shape[0] < 1:
-        raise ValueError(f"times and values must be 1-D of the same length >= 1, got {t.shape} and {p.shape}")
-    if np.any(np.diff(t) <= 0) or t[0] < 0 or t[-1] >= 1:
-        raise ValueError(f"times must increase strictly within [0, 1), got {t!r}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie in (0, 1), got {level!r}")
-    above = np.nonzero(p > level)[0]
-    if above.shape[0] == 0:
-        return float(t[0])
-    last = int(above[-1])
-    if last == t.shape[0] - 1:
-        return float("nan")
-    if t[last] == 0.0:  # no log-odds at t = 0: interpolate linearly in t
-        return float(t[last] + (t[last + 1] - t[last]) * (p[last] - level) / (p[last] - max(p[last + 1], 0.0)))
-    log_s = np.log(t[last : last + 2] / (1.0 - t[last : last + 2]))
-    log_p = np.log(np.maximum(p[last : last + 2], level / 100.0))
-    fraction = (log_p[0] - np.log(level)) / (log_p[0] - log_p[1])
-    s = np.exp(log_s[0] + fraction * (log_s[1] - log_s[0]))
-    return float(s / (1.0 + s))
 
 
-def standard_error(p: float | np.ndarray, n: int | np.ndarray) -> float | np.ndarray:
-    r"""Standard error :math:`\sqrt{p (1 - p) / n}` of a frequency over n draws (p estimated or exact)."""
-    p = np.asarray(p, dtype=np.float64)
-    return np.sqrt(p * (1.0 - p) / np.asarray(n, dtype=np.float64))
 
 
-def _check_counts(successes: int | np.ndarray, trials: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    k, n = np.asarray(successes), np.asarray(trials)
-    if k.dtype.kind not in "iu" or n.dtype.kind not in "iu":
-        raise ValueError(f"successes and trials must be integers, got {successes!r} and {trials!r}")
-    if bool(np.any(n < 1)) or bool(np.any(k < 0)) or bool(np.any(k > n)):
-        raise ValueError(f"expected 0 <= successes <= trials and trials >= 1, got {successes!r} and {trials!r}")
-    k, n = np.broadcast_arrays(k.astype(np.float64), n.astype(np.float64))
-    return k, n
 
 
-def binomial_limits(
-    successes: int | np.ndarray, trials: int | np.ndarray, alpha: float
-) -> tuple[np.ndarray, np.ndarray]:
-    r"""Exact one-sided Clopper-Pearson confidence limits for a binomial probability.
-
-    For :math:`k` successes in :math:`n` trials, the lower limit :math:`p_-` solves
-    :math:`P[\mathrm{Bin}(n, p_-) \ge k] = \alpha` and the upper limit :math:`p_+` solves
-    :math:`P[\mathrm{Bin}(n, p_+) \le k] = \alpha`:
-
-    .. math::
-
-        p_- = B^{-1}(\alpha;\, k, n - k + 1), \qquad p_+ = B^{-1}(1 - \alpha;\, k + 1, n - k),
-
-    (:math:`B^{-1}` the quantile of a beta law), with :math:`p_- = 0` for k = 0 and :math:`p_+ = 1`
-    for k = n. Each is a one-sided limit at level :math:`1 - \alpha`: whatever the true p,
-    :math:`P[p < p_-] \le \alpha` and :math:`P[p > p_+] \le \alpha` (Clopper & Pearson, 1934).
-
-    Args:
-        successes: k, integers in [0, n] (numbers or arrays, broadcast).
-        trials: n >= 1.
-        alpha: the one-sided error level, in (0, 1).
-
-    Returns:
-        ``(lower, upper)``, float64 arrays of the broadcast shape.
-    """
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
-    k, n = _check_counts(successes, trials)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lower = np.where(k > 0, stats.beta.ppf(alpha, np.maximum(k, 1.0), n - k + 1.0), 0.0)
-        upper = np.where(k < n, stats.beta.ppf(1.0 - alpha, k + 1.0, np.maximum(n - k, 1.0)), 1.0)
-    return lower, upper
 
 
-def binomial_pvalue(
-    successes: int | np.ndarray, trials: int | np.ndarray, p: float | np.ndarray, *, alternative: str = "two-sided"
-) -> np.ndarray:
-    r"""Exact p-value of k successes in n trials against the probability p.
-
-    .. math::
-
-        \text{two-sided: } \min\big(1,\ 2 \min(P[\mathrm{Bin}(n, p) \le k],\ P[\mathrm{Bin}(n, p) \ge k])\big),
-        \qquad \text{greater: } P[\mathrm{Bin}(n, p) \ge k].
-
-    "greater" tests the hypothesis "the probability is at most p" against "it is larger": it is
-    below :math:`\alpha` exactly when the Clopper-Pearson lower limit at level :math:`\alpha`
-    (:func:`binomial_limits`) lies above p. Under :math:`\mathrm{Bin}(n, p)` (or any probability
-    below p, for "greater") each p-value is at most :math:`\alpha` with probability at most
-    :math:`\alpha`. p = 0 gives 1 when k = 0 and 0 otherwise; p = 1 gives 1 when k = n.
-
-    Returns:
-        float64 array of the broadcast shape.
-    """
-    k, n = _check_counts(successes, trials)
-    p = np.asarray(p, dtype=np.float64)
-    if bool(np.any(~((p >= 0) & (p <= 1)))):
-        raise ValueError(f"p must lie in [0, 1], got {p!r}")
-    above = stats.binom.sf(k - 1.0, n, p)
-    if alternative == "greater":
-        return np.asarray(above, dtype=np.float64)
-    if alternative != "two-sided":
-        raise ValueError(f"alternative must be 'two-sided' or 'greater', got {alternative!r}")
-    below = stats.binom.cdf(k, n, p)
-    return np.minimum(1.0, 2.0 * np.minimum(below, above))
 
 
 @dataclass(frozen=True)

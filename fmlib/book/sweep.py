@@ -1,7 +1,7 @@
 """Sweeps: one validated run per point of a parameter grid, resumable, in parallel.
 
 ``python -m fmlib sweep NAME -p d 64,256,1024 -p n 100,1000`` runs the product grid through
-:func:`fmlib.run.run_chapter`, the same runner as ``python -m fmlib run``:
+:func:`fmlib.book.run.run_chapter`, the same runner as ``python -m fmlib run``:
 
 - every value of the grid is validated before anything runs (a bad value names the parameter
   and its position in the list);
@@ -14,7 +14,7 @@
   a shared filesystem); no scheduler of our own;
 - a point that fails does not stop the others: the failures are reported together at the end.
 
-Concurrent points each run in their own Python process (``python -m fmlib.sweep``), because the
+Concurrent points each run in their own Python process (``python -m fmlib.book.sweep``), because the
 runner passes the output directory to the notebook's kernel through the process environment.
 """
 
@@ -32,9 +32,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from fmlib.params import LIST_TYPES, ParameterError, read_parameters, validate_overrides
-from fmlib.results import REPO_ROOT, params_hash, results_root, stored_run
-from fmlib.run import ChapterError, find_chapter, run_chapter
+from fmlib.book.chapters import REPO_ROOT, find_chapter
+from fmlib.book.params import LIST_TYPES, ParameterError, read_parameters, validate_overrides
+from fmlib.book.run import ChapterError, run_chapter
+from fmlib.book.store import params_hash, results_root, stored_run
 
 __all__ = ["SweepResult", "parse_grid", "run_sweep"]
 
@@ -120,13 +121,13 @@ def _point_environment(results: str, threads: int | None) -> dict[str, str]:
 
 
 def run_point_process(name: str, params: dict[str, Any], results: str, threads: int | None = None) -> str:
-    """Run one point in a fresh Python process (``python -m fmlib.sweep``); returns its stored path.
+    """Run one point in a fresh Python process (``python -m fmlib.book.sweep``); returns its stored path.
 
     Raises:
         ChapterError: the point failed (with the end of its error output).
     """
     done = subprocess.run(
-        [sys.executable, "-m", "fmlib.sweep", name, json.dumps(params)],
+        [sys.executable, "-m", "fmlib.book.sweep", name, json.dumps(params)],
         cwd=REPO_ROOT, env=_point_environment(results, threads), capture_output=True, text=True, check=False,
     )
     if done.returncode != 0:
@@ -244,9 +245,9 @@ def run_sweep(
 
 
 def _main(argv: list[str]) -> int:
-    """``python -m fmlib.sweep NAME PARAMS_JSON``: run one point (what a sweep's worker process does)."""
+    """``python -m fmlib.book.sweep NAME PARAMS_JSON``: run one point (what a sweep's worker process does)."""
     if len(argv) != 2:
-        print("usage: python -m fmlib.sweep NAME PARAMS_JSON", file=sys.stderr)
+        print("usage: python -m fmlib.book.sweep NAME PARAMS_JSON", file=sys.stderr)
         return 2
     try:
         run = run_chapter(argv[0], json.loads(argv[1]), progress=False)

@@ -19,11 +19,25 @@ import pandas as pd
 from matplotlib.figure import Figure
 from myst_nb import glue
 
-from fmlib.results import write_json_atomic
+from fmlib.book.chapters import write_json_atomic
+from fmlib.experiments.verdicts import Finding, Verdict
 
-__all__ = ["VERDICTS", "output_dir", "record", "record_claim", "record_figure", "record_table", "rerun_box"]
+__all__ = [
+    "NOT_CHECKED",
+    "VERDICTS",
+    "output_dir",
+    "record",
+    "record_claim",
+    "record_figure",
+    "record_finding",
+    "record_table",
+    "rerun_box",
+]
 
-VERDICTS = ("reproduced", "partly", "not reproduced", "not checked yet")
+NOT_CHECKED = "not checked yet"
+"""What the ledger shows for a claim no stored run has a finding on."""
+
+VERDICTS = (*(v.value for v in Verdict), NOT_CHECKED)
 
 
 def output_dir() -> Path | None:
@@ -100,17 +114,18 @@ def record_table(key: str, table: pd.DataFrame, *, display: bool = False) -> pd.
 
 
 def record_claim(claim_id: str, number: str, verdict: str) -> None:
-    """Record this run's verdict on a claim of :data:`fmlib.claims.CLAIMS` for the claims ledger.
+    """Record this run's verdict on a claim of :data:`fmlib.book.claims.CLAIMS` for the claims ledger.
 
     Args:
-        claim_id: a key of ``fmlib.claims.CLAIMS``.
+        claim_id: a key of ``fmlib.book.claims.CLAIMS``.
         number: our measured number(s), as the ledger should print them.
         verdict: one of :data:`VERDICTS`.
     """
-    from fmlib.claims import CLAIMS
+    from fmlib.book.claims import CLAIMS
 
     if claim_id not in CLAIMS:
-        raise ValueError(f"claim_id {claim_id!r} is not in fmlib.claims.CLAIMS; add it there first")
+        raise ValueError(f"claim_id {claim_id!r} is not in fmlib.book.claims.CLAIMS; add it there first")
+    verdict = {"partly": Verdict.PARTLY.value}.get(verdict, verdict)
     if verdict not in VERDICTS:
         raise ValueError(f"verdict {verdict!r} must be one of {', '.join(VERDICTS)}")
     out = output_dir()
@@ -120,6 +135,36 @@ def record_claim(claim_id: str, number: str, verdict: str) -> None:
     results = json.loads(path.read_text()) if path.exists() else {}
     results.setdefault("claims", {})[claim_id] = {"number": number, "verdict": verdict}
     write_json_atomic(path, results)
+
+
+def record_finding(finding: Finding, *, display: bool = False) -> Finding:
+    """Record a claim's :class:`~fmlib.experiments.verdicts.Finding` for the claims ledger, and glue it.
+
+    The finding is stored under ``claims`` in the run's ``results.json``; the verdict is glued as
+    ``verdict-KEY`` and the number as ``number-KEY``, so the prose can quote both
+    (``{glue:text}`verdict-KEY```). ``display`` also shows an admonition with verdict, number and rule.
+    """
+    from fmlib.book.claims import CLAIMS
+
+    if finding.claim not in CLAIMS:
+        raise ValueError(f"claim {finding.claim!r} is not in fmlib.book.claims.CLAIMS; add it there first")
+    glue(f"verdict-{finding.claim}", finding.verdict.value, display=False)
+    glue(f"number-{finding.claim}", finding.number, display=False)
+    if display:
+        from IPython.display import Markdown
+        from IPython.display import display as show
+
+        show(Markdown(f":::{{admonition}} Claim `{finding.claim}`: {finding.verdict.value}\n"
+                      f"Measured: {finding.number}\n\nRule: {finding.rule}\n:::"))
+    out = output_dir()
+    if out is not None:
+        path = out / "results.json"
+        results = json.loads(path.read_text()) if path.exists() else {}
+        results.setdefault("claims", {})[finding.claim] = {
+            "number": finding.number, "verdict": finding.verdict.value, "rule": finding.rule,
+        }
+        write_json_atomic(path, results)
+    return finding
 
 
 def rerun_box(name: str, namespace: dict[str, Any]) -> Any:
@@ -132,8 +177,8 @@ def rerun_box(name: str, namespace: dict[str, Any]) -> Any:
     """
     from IPython.display import Markdown
 
-    from fmlib.params import read_parameters
-    from fmlib.run import find_chapter
+    from fmlib.book.chapters import find_chapter
+    from fmlib.book.params import read_parameters
 
     notebook = find_chapter(name)
     specs = read_parameters(notebook)

@@ -2,14 +2,13 @@
 
 ``python -m fmlib run NAME -p name value ...`` comes here. The steps: find ``notebooks/NAME.md``
 (``NAME`` with or without its ``NN_`` prefix), read its parameters cell, check every override
-(:mod:`fmlib.params`; nothing is written for a rejected run), convert to .ipynb with jupytext,
+(:mod:`fmlib.book.params`; nothing is written for a rejected run), convert to .ipynb with jupytext,
 execute with papermill into ``data/results/.staging/``, then rename into
-``data/results/NAME/<hash>/`` (:mod:`fmlib.results`).
+``data/results/NAME/<hash>/`` (:mod:`fmlib.book.store`).
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import shutil
@@ -18,22 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fmlib.params import ParameterError, ParameterSpec, read_parameters, validate_overrides
-from fmlib.results import (
-    REPO_ROOT,
-    params_hash,
-    publish,
-    results_root,
-    run_dir,
-    source_hash,
-    stored_run,
-    write_json_atomic,
-)
+from fmlib.book.chapters import REPO_ROOT, find_chapter, write_json_atomic
+from fmlib.book.params import ParameterSpec, read_parameters, validate_overrides
+from fmlib.book.store import params_hash, publish, results_root, run_dir, source_hash, stored_run
 
-__all__ = ["ChapterError", "RunResult", "chapter_names", "find_chapter", "quick_parameters", "run_chapter"]
-
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-
+__all__ = ["ChapterError", "RunResult", "machine_description", "run_chapter"]
 
 class ChapterError(RuntimeError):
     """A chapter's execution failed: names the chapter, the cell and where the executed notebook is."""
@@ -57,29 +45,6 @@ class RunResult:
     def notebook(self) -> Path:
         """The executed notebook."""
         return self.path / f"{self.name}.ipynb"
-
-
-def chapter_names() -> list[str]:
-    """Names of the chapters (``notebooks/*.md`` that are jupytext notebooks), in order."""
-    return sorted(p.stem for p in NOTEBOOK_DIR.glob("*.md") if "jupytext" in p.read_text()[:500])
-
-
-def find_chapter(name: str) -> Path:
-    """The notebook for ``name`` (``01_closed_form`` or ``closed_form``); a clear error if unknown."""
-    names = chapter_names()
-    matches = [n for n in names if n == name or n.split("_", 1)[-1] == name]
-    if len(matches) == 1:
-        return NOTEBOOK_DIR / f"{matches[0]}.md"
-    close = difflib.get_close_matches(name, names + [n.split("_", 1)[-1] for n in names], n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ParameterError(f"unknown chapter {name!r}.{hint} Chapters: {', '.join(names)}")
-
-
-def quick_parameters(notebook_path: Path) -> dict[str, Any]:
-    """The tiny parameters a chapter declares for tests and quick builds (front matter ``fmlib.test``)."""
-    import jupytext
-
-    return dict(jupytext.read(notebook_path).metadata.get("fmlib", {}).get("test", {}))
 
 
 def _execute(notebook_path: Path, params: dict[str, Any], staging: Path, *, progress: bool) -> None:

@@ -1,4 +1,4 @@
-"""The claims ledger page: the catalogue of :mod:`fmlib.claims` joined with the chapters' verdicts.
+"""The claims ledger page: the catalogue of :mod:`fmlib.book.claims` joined with the chapters' verdicts.
 
 Generated at every book build from the runs' ``results.json`` (never typed by hand): one row per
 claim with the paper, where in it, the claim, our number, the chapter that checks it and the
@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fmlib.claims import CLAIMS
-from fmlib.results import write_text_atomic
-from fmlib.run import RunResult
+from fmlib.book.chapters import markdown_cell, write_text_atomic
+from fmlib.book.claims import CLAIMS
+from fmlib.book.report import NOT_CHECKED
+from fmlib.book.run import RunResult
 
 __all__ = ["ledger_rows", "write_ledger_page"]
+
+
+COLUMNS = ("verdict", "paper", "where", "claim", "number", "chapter")
+"""The ledger table's columns, in order."""
 
 
 def ledger_rows(runs: list[RunResult]) -> list[dict[str, str]]:
@@ -24,7 +29,7 @@ def ledger_rows(runs: list[RunResult]) -> list[dict[str, str]]:
             verdicts[claim_id] = (run.name, verdict)
     rows = []
     for claim_id, claim in CLAIMS.items():
-        chapter, verdict = verdicts.get(claim_id, ("", {"number": "", "verdict": "not checked yet"}))
+        chapter, verdict = verdicts.get(claim_id, ("", {"number": "", "verdict": NOT_CHECKED}))
         rows.append({
             "id": claim_id, "paper": claim.paper, "where": claim.where, "claim": claim.statement,
             "number": verdict["number"], "chapter": f"{{doc}}`{chapter}`" if chapter else "",
@@ -33,8 +38,8 @@ def ledger_rows(runs: list[RunResult]) -> list[dict[str, str]]:
     return rows
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+COLUMNS = ("verdict", "paper", "where", "claim", "number", "chapter")
+"""The ledger table's columns, in order."""
 
 
 def write_ledger_page(runs: list[RunResult], path: Path) -> None:
@@ -62,7 +67,7 @@ def write_ledger_page(runs: list[RunResult], path: Path) -> None:
     ]
     # The verdict comes first: where a table is too wide, its last column is the one that scrolls out of view.
     lines += [
-        "| " + " | ".join(_cell(r[k]) for k in ("verdict", "paper", "where", "claim", "number", "chapter")) + " |"
+        "| " + " | ".join(markdown_cell(r[k]) for k in COLUMNS) + " |"
         for r in rows
     ]
     lines.append(":::")

@@ -8,7 +8,7 @@ the results store and the chapters' sources, so nothing in them is typed by hand
   ``run.json`` (``seconds``, ``machine``);
 - the exercises that ask the reader to re-run the chapter, with their ``python -m fmlib run``
   commands, read from the chapter's ``{exercise}`` blocks (:func:`rerun_exercises`);
-- each chapter's parameters (:func:`fmlib.params.read_parameters`), the menu for homework.
+- each chapter's parameters (:func:`fmlib.book.params.read_parameters`), the menu for homework.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from fmlib.params import read_parameters, validate_overrides
-from fmlib.results import stored_run, write_text_atomic
-from fmlib.run import find_chapter, quick_parameters
+from fmlib.book.chapters import find_chapter, markdown_cell, quick_parameters, write_text_atomic
+from fmlib.book.params import read_parameters, validate_overrides
+from fmlib.book.store import stored_run
 
 __all__ = [
     "RerunExercise",
@@ -105,10 +105,6 @@ def _allowed(constraint: str) -> str:
     return f" (allowed: {words.get(constraint, constraint)})"
 
 
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _write(path: Path, lines: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, "\n".join(lines) + "\n")
@@ -126,7 +122,7 @@ def run_time_table(names: list[str]) -> list[str]:
         full, tiny = run_time(name), run_time(name, quick=True)
         machine = full.machine or tiny.machine or "no stored run"
         times = f"{_duration(full.seconds)} | {_duration(tiny.seconds)}"
-        lines.append(f"| {_link(notebook)} | {times} | {_cell(machine)} |")
+        lines.append(f"| {_link(notebook)} | {times} | {markdown_cell(machine)} |")
     return lines
 
 
@@ -144,7 +140,8 @@ def homework_lists(names: list[str]) -> list[str]:
         for spec in read_parameters(notebook).values():
             if spec.name in _ROUTINE:
                 continue
-            lines.append(f"| `{spec.name}` | `{spec.default!r}` | {_cell(spec.help + _allowed(spec.constraint))} |")
+            allowed = markdown_cell(spec.help + _allowed(spec.constraint))
+            lines.append(f"| `{spec.name}` | `{spec.default!r}` | {allowed} |")
         lines.append("")
     return lines
 

@@ -4,11 +4,11 @@
 
 1. for each chapter ``_toc.yml`` lists under ``book/chapters/``, run ``notebooks/NAME.md`` with its
    defaults (``--quick``: with the tiny parameters of its front matter) through
-   :func:`fmlib.run.run_chapter` (skipped when the notebook, its parameters and fmlib are
+   :func:`fmlib.book.run.run_chapter` (skipped when the notebook, its parameters and fmlib are
    unchanged) and copy the executed notebook to ``book/chapters/NAME.ipynb``, with a hidden first
    cell that sets the notebook up when a reader opens it on Colab (:func:`launch_notebook`);
 2. write the generated pages (the claims ledger) into ``book/chapters/`` and the generated tables
-   of the course guide into ``book/_generated/`` (:mod:`fmlib.course`);
+   of the course guide into ``book/_generated/`` (:mod:`fmlib.book.course`);
 3. run ``jupyter-book build`` with warnings as errors, then fail if any page shows a traceback.
 """
 
@@ -19,8 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fmlib.results import REPO_ROOT, write_text_atomic
-from fmlib.run import ChapterError, RunResult, find_chapter, quick_parameters, run_chapter
+from fmlib.book.chapters import NOTEBOOK_DIR, REPO_ROOT, find_chapter, quick_parameters, write_text_atomic
+from fmlib.book.run import ChapterError, RunResult, run_chapter
 
 __all__ = ["COURSE_DIR", "GENERATED_DIR", "build_book", "check_html", "colab_setup_source", "launch_notebook",
            "toc_chapters"]
@@ -35,7 +35,7 @@ def toc_chapters(toc_path: Path = REPO_ROOT / "_toc.yml") -> list[str]:
     files = re.findall(r"file:\s*(\S+)", toc_path.read_text())
     prefix = "book/chapters/"
     names = [f[len(prefix):] for f in files if f.startswith(prefix)]
-    return [n for n in names if (REPO_ROOT / "notebooks" / f"{n}.md").exists()]
+    return [n for n in names if (NOTEBOOK_DIR / f"{n}.md").exists()]
 
 
 def colab_setup_source(config_path: Path = REPO_ROOT / "_config.yml") -> str:
@@ -68,7 +68,7 @@ def launch_notebook(executed: Path, target: Path) -> None:
     A first code cell, tagged ``remove-cell`` (so the book does not show it), sets the notebook up
     on Colab (:func:`colab_setup_source`); Binder builds its environment from ``binder/``. The
     ``parameters`` cell and the cell papermill injected are tagged ``remove-cell`` too: the page
-    shows them once, in the "How to re-run this chapter" box (:func:`fmlib.report.rerun_box`);
+    shows them once, in the "How to re-run this chapter" box (:func:`fmlib.book.report.rerun_box`);
     the notebook keeps them.
     """
     import nbformat
@@ -110,8 +110,8 @@ def build_book(*, quick: bool = False, output: Path = REPO_ROOT) -> Path:
 
     The HTML goes to ``output/_build/html`` (tests build into a temporary ``output``).
     """
-    from fmlib.course import write_course_tables
-    from fmlib.ledger import write_ledger_page
+    from fmlib.book.course import write_course_tables
+    from fmlib.book.ledger import write_ledger_page
 
     runs = run_chapters(quick=quick)
     write_ledger_page(runs, GENERATED_DIR / "claims_ledger.md")
