@@ -13,7 +13,6 @@ import csv
 import html
 import io
 import json
-import os
 import re
 import subprocess
 import sys
@@ -39,22 +38,19 @@ from tests.browser import (
     full_page_screenshot,
     serve,
 )
+from tests.conftest import results_at
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def html_dir(tmp_path_factory) -> Path:
+def html_dir(tmp_path_factory, quick_store, quick_run) -> Path:
+    """The quick book, built from the session's quick runs (each chapter executed once per session)."""
     root = tmp_path_factory.mktemp("book")
-    previous = os.environ.get("FMLIB_RESULTS")
-    os.environ["FMLIB_RESULTS"] = str(root / "results")
-    try:
+    for name in toc_chapters():
+        quick_run(name)
+    with results_at(quick_store):
         return build_book(quick=True, output=root)
-    finally:
-        if previous is None:
-            os.environ.pop("FMLIB_RESULTS")
-        else:
-            os.environ["FMLIB_RESULTS"] = previous
 
 
 def chapter_pages(html_dir: Path) -> dict[str, str]:

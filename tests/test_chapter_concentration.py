@@ -5,17 +5,15 @@ from __future__ import annotations
 import pytest
 
 from fmlib.book.chapters import find_chapter, quick_parameters
-from fmlib.book.run import run_chapter
 
 CHAPTER = "concentration"
 
 
 @pytest.mark.slow
-def test_chapter_runs_with_tiny_parameters(results_store):
-    params = quick_parameters(find_chapter(CHAPTER))
-    assert params, "the chapter must declare tiny test parameters in its front matter"
-    run = run_chapter(CHAPTER, params, progress=False)
-    assert run.executed and run.notebook.exists()
+def test_chapter_runs_with_tiny_parameters(quick_run):
+    assert quick_parameters(find_chapter(CHAPTER)), "the chapter must declare tiny test parameters in its front matter"
+    run = quick_run(CHAPTER)
+    assert run.notebook.exists()
     results = run.results
     claim = results["claims"]["concentration"]
     assert claim["verdict"] == "partly" and "reconstructed bound" in claim["number"]

@@ -17,8 +17,8 @@ CHAPTER = "stochastic_target"
 
 
 @pytest.mark.slow
-def test_chapter_runs_with_tiny_parameters(results_store):
-    run = run_chapter(CHAPTER, quick_parameters(find_chapter(CHAPTER)), progress=False)
+def test_chapter_runs_with_tiny_parameters(quick_run):
+    run = quick_run(CHAPTER)
     results = run.results
     claims = results["claims"]
     assert set(claims) == {"cosine-high-d", "dimension-sweep", "collapse-time"}
