@@ -24,6 +24,7 @@ __all__ = [
     "check_dtype",
     "check_field",
     "check_float",
+    "check_in_interval",
     "check_points",
     "check_positive_int",
     "check_same_shape",
@@ -116,6 +117,38 @@ def check_positive_int(value: int, name: str) -> int:
     return value
 
 
+def check_in_interval(
+    value: object,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> FloatArray:
+    """``value`` (a number or an array of any shape) as float64, checked to lie in the interval: the one interval check.
+
+    ``low_open`` / ``high_open`` exclude the end points; a missing bound is unbounded (infinite
+    values are then still refused, NaN always is). The message names ``name``, the interval and the
+    first offending entry.
+    """
+    left = "(" if low_open or low is None else "["
+    right = ")" if high_open or high is None else "]"
+    interval = f"{left}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}{right}"
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a real number in {interval}, got {value!r}") from err
+    ok = np.isfinite(array) if low is None or high is None else ~np.isnan(array)
+    if low is not None:
+        ok &= array > low if low_open else array >= low
+    if high is not None:
+        ok &= array < high if high_open else array <= high
+    if not ok.all():
+        raise ValueError(f"{name} must lie in {interval}, got {array[~ok].flat[0].item()!r}")
+    return array
+
+
 def check_float(
     value: float,
     name: str,
@@ -125,21 +158,14 @@ def check_float(
     low_open: bool = False,
     high_open: bool = False,
 ) -> float:
-    """Check that ``value`` is a finite real number in the interval given by ``low`` and ``high``.
-
-    ``low_open`` / ``high_open`` exclude the end points; a missing bound is unbounded.
-    """
-    left = "(" if low_open or low is None else "["
-    right = ")" if high_open or high is None else "]"
-    interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+    """Check that ``value`` is one finite real number in the interval (:func:`check_in_interval`)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise ValueError(f"{name} must be a real number in {interval}, got {value!r}")
-    value = float(value)
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high or value in (float("inf"), float("-inf")):
-        raise ValueError(f"{name} must be a real number in {interval}, got {value!r}")
-    return value
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    array = check_in_interval(value, name, low=low, high=high, low_open=low_open, high_open=high_open)
+    if not np.isfinite(array):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    return float(array)
+
 
 
 def check_choice(value: str, choices: Iterable[str], name: str) -> str:

@@ -217,10 +217,11 @@ def crossing_times(
         f0, f1 = rows[inner, kk - 1], rows[inner, kk]
         u = (level - f0) / (f1 - f0)
         t0, t1 = grid[kk - 1], grid[kk]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_s0, log_s1 = np.log(time_to_snr(t0)), np.log(time_to_snr(t1))
+        at_zero = t0 == 0.0  # no log s at t = 0: linear in t there
+        log_s0 = np.log(time_to_snr(np.where(at_zero, t1, t0)))
+        log_s1 = np.log(time_to_snr(t1))
         by_snr = snr_to_time(np.exp(log_s0 + u * (log_s1 - log_s0)))
-        out[inner] = np.where(t0 == 0.0, t0 + u * (t1 - t0), by_snr)
+        out[inner] = np.where(at_zero, t0 + u * (t1 - t0), by_snr)
     return out if f.ndim == 2 else out.reshape(())
 
 

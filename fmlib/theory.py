@@ -47,7 +47,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import log_ndtr, logsumexp, ndtr, ndtri
 
-from fmlib._checks import FloatArray
+from fmlib._checks import FloatArray, check_in_interval
 from fmlib.path import time_to_snr
 
 __all__ = [
@@ -85,14 +85,7 @@ def _check_interval(
     value: ArrayLike, name: str, low: float, high: float, *, closed_low: bool, closed_high: bool
 ) -> FloatArray:
     """``value`` as float64, checked to lie in the interval from ``low`` to ``high`` (NaN is outside)."""
-    array = np.asarray(value, dtype=np.float64)
-    above = array >= low if closed_low else array > low
-    below = array <= high if closed_high else array < high
-    bad = ~(above & below)
-    if bad.any():
-        interval = f"{'[' if closed_low else '('}{low:g}, {high:g}{']' if closed_high else ')'}"
-        raise ValueError(f"{name} must lie in {interval}, got {_first_bad(array, bad)!r}")
-    return array
+    return check_in_interval(value, name, low=low, high=high, low_open=not closed_low, high_open=not closed_high)
 
 
 def _check_time(t: ArrayLike) -> FloatArray:

@@ -143,8 +143,8 @@ def test_time_grid() -> None:
     [
         ({"steps": 0}, r"steps must be a positive integer, got 0"),
         ({"steps": 2.0}, r"steps must be a positive integer, got 2\.0"),
-        ({"steps": 2, "t_start": 1.0}, r"t_start must be a real number in \[0\.0, 1\.0\), got 1\.0"),
-        ({"steps": 2, "t_start": 0.5, "t_end": 0.5}, r"t_end must be a real number in \(0\.5, 1\.0\], got 0\.5"),
+        ({"steps": 2, "t_start": 1.0}, r"t_start must lie in \[0, 1\), got 1\.0"),
+        ({"steps": 2, "t_start": 0.5, "t_end": 0.5}, r"t_end must lie in \(0\.5, 1\], got 0\.5"),
     ],
 )
 def test_time_grid_errors(kwargs: dict, match: str) -> None:
