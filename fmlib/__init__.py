@@ -1,11 +1,15 @@
 """fmlib: the closed-form optimal velocity of flow matching, and the tools the book's chapters use.
 
-Modules, one job each: ``closed_form`` (the field), ``ode`` (solvers), ``data`` (data sets),
-``metrics``, ``theory`` (the papers' bounds), ``report`` (glue results from a chapter),
-``run`` / ``results`` / ``sweep`` (executing chapters and storing their results), ``plots``.
+The public face: :class:`ClosedFormField` (the field), :func:`integrate` and :func:`time_grid`
+(the solvers), :func:`make_dataset` and :func:`dataset_names` (the data sets). Numerics live in
+one module per concept (``path``, ``closed_form``, ``neighbours``, ``ode``, ``data``, ``stats``,
+``metrics``, ``theory``, ``plots``); ``experiments`` holds what each chapter computes with its
+verdict rules, and ``book`` runs, stores and renders the chapters (see CONTRIBUTING.md).
 """
 
 from fmlib.closed_form import ClosedFormField, posterior_mean, velocity
+from fmlib.data import dataset_names, make_dataset
+from fmlib.ode import integrate, time_grid
 
-__all__ = ["ClosedFormField", "posterior_mean", "velocity"]
+__all__ = ["ClosedFormField", "dataset_names", "integrate", "make_dataset", "posterior_mean", "time_grid", "velocity"]
 __version__ = "0.1.0"
