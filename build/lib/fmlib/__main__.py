@@ -1,0 +1,87 @@
+"""Command line: ``python -m fmlib {run,sweep,book,list} ...``.
+
+    python -m fmlib list                                   chapters and their parameters
+    python -m fmlib run NAME [-p name value ...] [--force] re-run a chapter with new parameters
+    python -m fmlib run NAME --help                        the chapter's parameters
+    python -m fmlib sweep NAME -p d 64,256 -p n 100,1000 [--jobs 2] [--scheduler tcp://host:8786]
+                                                           one run per grid point; stored points are skipped
+    python -m fmlib book [--quick]                         run every chapter, then build the HTML
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fmlib.book.chapters import chapter_names, find_chapter
+from fmlib.book.params import ParameterError, read_parameters
+from fmlib.book.run import ChapterError, run_chapter
+
+
+def _parameter_help(name: str) -> str:
+    notebook = find_chapter(name)
+    lines = [f"Parameters of {notebook.stem} (python -m fmlib run {notebook.stem} -p NAME VALUE ...):"]
+    lines += [f"  {spec.describe()}" for spec in read_parameters(notebook).values()]
+    return "\n".join(lines)
+
+
+def _pairs(values: list[list[str]] | None) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for key, value in values or []:
+        if key in pairs:
+            raise ParameterError(f"parameter {key} is given twice (-p {key} {pairs[key]} and -p {key} {value}); "
+                                 "give it once (a sweep takes its values comma-separated: -p NAME v1,v2)")
+        pairs[key] = value
+    return pairs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 for a rejected parameter, 1 for a failed chapter)."""
+    parser = argparse.ArgumentParser(prog="python -m fmlib", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="list the chapters and their parameters")
+    for command in ("run", "sweep"):
+        sub = commands.add_parser(command, add_help=False, help=f"{command} a chapter")
+        sub.add_argument("name", nargs="?")
+        sub.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"))
+        sub.add_argument("-h", "--help", action="store_true")
+        if command == "run":
+            sub.add_argument("--force", action="store_true", help="run even if stored")
+        else:
+            sub.add_argument("--jobs", type=int, default=None,
+                             help="local processes running points at once (default: one per CPU core)")
+            sub.add_argument("--scheduler", help="address of an existing Dask scheduler")
+    book = commands.add_parser("book", help="run every chapter with its defaults and build the HTML")
+    book.add_argument("--quick", action="store_true", help="tiny parameters (for tests)")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "list":
+            print("\n\n".join(_parameter_help(name) for name in chapter_names()))
+        elif args.command in ("run", "sweep") and (args.help or not args.name):
+            print(_parameter_help(args.name) if args.name else f"usage: python -m fmlib {args.command} NAME ...")
+            return 0 if args.help else 2
+        elif args.command == "run":
+            result = run_chapter(args.name, _pairs(args.parameter), force=args.force)
+            print(f"{'ran' if result.executed else 'already stored'}: {result.path}")
+        elif args.command == "sweep":
+            from fmlib.book.sweep import run_sweep
+
+            done = run_sweep(args.name, _pairs(args.parameter), jobs=args.jobs, scheduler=args.scheduler)
+            print(f"sweep {args.name}: {done.executed} run(s) executed, {done.skipped} already stored")
+        elif args.command == "book":
+            from fmlib.book.build import build_book
+
+            print(f"book built: {build_book(quick=args.quick)}")
+    except ParameterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ChapterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

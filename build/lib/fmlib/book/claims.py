@@ -1,0 +1,105 @@
+"""The claims of the sources that the book checks, typed once; verdicts come from the chapters' runs.
+
+Each chapter records its verdict on a claim with :func:`fmlib.book.report.record_claim`; the claims
+ledger page (:mod:`fmlib.book.ledger`) joins this catalogue with those verdicts. A claim no run has
+checked stays in the ledger, marked "not checked yet". Where the sources' numbering differs
+between versions (see ``shared/notes``), ``where`` describes the content.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CLAIMS", "Claim"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One statement of a source: which paper, where in it, and what it says (in our words)."""
+
+    paper: str
+    where: str
+    statement: str
+
+
+_GAO = "Gao & Li (arXiv 2410.23594)"
+_BERTRAND = "Bertrand et al. (arXiv 2506.03719)"
+_REU = "Reu et al. (arXiv 2510.18118)"
+_BIROLI = "Biroli et al. (Nat. Commun. 2024)"
+
+CLAIMS: dict[str, Claim] = {
+    "closed-form": Claim(
+        _BERTRAND, "Proposition 1 (also Gao & Li, Section 4.1)",
+        "The optimal velocity for n training points is the softmax-weighted average of (x_i - x)/(1 - t), "
+        "i.e. the posterior mean of the conditional target.",
+    ),
+    "cfm-minimiser": Claim(
+        _BERTRAND, "CFM and FM losses differ by a constant",
+        "u* minimises the conditional flow matching loss: at fixed (x, t) it is the mean of x1 - x0 over the "
+        "posterior of x1.",
+    ),
+    "memorisation": Claim(
+        _GAO, "Theorem 4.6",
+        "Integrating the optimal field from noise reproduces training points: the ideal model only memorises.",
+    ),
+    "span": Claim(
+        _GAO, "Sections 4-5 (sample data subspace)",
+        "Samples generated with the optimal field lie in the span of the training data.",
+    ),
+    "concentration": Claim(
+        _GAO, "Theorem 4.4",
+        "The probability that the softmax weights are not concentrated on one training point is bounded by a "
+        "function of the separation, t and N that does not depend on d and goes to 0 as t -> 1.",
+    ),
+    "osdnet": Claim(
+        _GAO, "Section 5 (OSDNet)",
+        "Splitting the field into a part in the span of the data and a decaying off-subspace part lets the "
+        "subspace part generalise.",
+    ),
+    "cosine-high-d": Claim(
+        _BERTRAND, "Fig. 1 (cosine alignment)",
+        "In high dimension (CIFAR-10, d = 3072, n = 50,000) the cosine between u*(x_t, t) and x1 - x0 is about 1 "
+        "for t above about 0.2; in 2-D the target stays stochastic over most of [0, 1].",
+    ),
+    "dimension-sweep": Claim(
+        _BERTRAND, "Fig. 1 (Imagenette at resolutions 8 to 256)",
+        "As d grows, the transition of the fraction of points with cosine > 0.9 sharpens and moves to smaller t.",
+    ),
+    "collapse-time": Claim(
+        _BIROLI, "collapse time (cited by Bertrand et al.)",
+        "For Gaussian mixtures the collapse time scales like log(n)/d.",
+    ),
+    "efm-unbiased": Claim(
+        _BERTRAND, "Empirical Flow Matching, its properties",
+        "The EFM target with the generating point in the pool is unbiased for u* and has lower variance than "
+        "x1 - x0.",
+    ),
+    "capacity": Claim(
+        _BERTRAND, "Fig. 2 (capacity on CIFAR-10 subsets)",
+        "A fixed U-Net starts to generalise at about 3,000 training images; its error to u* peaks near t ~ 0.15 "
+        "and near t = 1.",
+    ),
+    "hybrid-tau": Claim(
+        _BERTRAND, "Fig. 3 (hybrid sampling)",
+        "Following u* up to tau <= 0.2 then the network is as creative as the network; from tau >= 0.4 the "
+        "sample is the training image u* alone gives: generalisation is decided early.",
+    ),
+    "efm-fid": Claim(
+        _BERTRAND, "Fig. 4 and appendix tables",
+        "Regressing on a more deterministic target (EFM) gives equal or slightly better FID than CFM.",
+    ),
+    "pairing-zero-variance": Claim(
+        _REU, "deterministic regime",
+        "The field consistent with a deterministic pairing has zero loss and zero gradient variance, also for a "
+        "non-OT pairing.",
+    ),
+    "rotation-example": Claim(
+        _REU, "180-degree example",
+        "With segments that all cross at t = 1/2, deterministic training still learns the pairing and reproduces "
+        "the training pairs.",
+    ),
+    "noise-generalises": Claim(
+        _REU, "noisy interpolant, sigma = 0.05",
+        "A little interpolant noise breaks the pairing's bijection and restores generalisation.",
+    ),
+}

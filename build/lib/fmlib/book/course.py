@@ -1,0 +1,154 @@
+"""The generated part of the course guide: run times, re-run exercises and parameters of each chapter.
+
+``book/course.md`` is prose; it includes ``book/_generated/run_times.md`` and
+``book/_generated/homework.md``, which :func:`write_course_tables` writes at every book build from
+the results store and the chapters' sources, so nothing in them is typed by hand:
+
+- how long each chapter's default run (and its tiny test run) took, read from the stored runs'
+  ``run.json`` (``seconds``, ``machine``);
+- the exercises that ask the reader to re-run the chapter, with their ``python -m fmlib run``
+  commands, read from the chapter's ``{exercise}`` blocks (:func:`rerun_exercises`);
+- each chapter's parameters (:func:`fmlib.book.params.read_parameters`), the menu for homework.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from fmlib.book.chapters import find_chapter, markdown_cell, quick_parameters, write_text_atomic
+from fmlib.book.params import read_parameters, validate_overrides
+from fmlib.book.store import stored_run
+
+__all__ = [
+    "RerunExercise",
+    "RunTime",
+    "chapter_title",
+    "homework_lists",
+    "rerun_exercises",
+    "run_time",
+    "run_time_table",
+    "write_course_tables",
+]
+
+_EXERCISE = re.compile(r"^(`{3,}|:{3,})\{exercise\}[ \t]*(?P<title>[^\n]*)\n(?P<body>.*?)^\1[ \t]*$", re.M | re.S)
+_LABEL = re.compile(r"^:label:\s*(\S+)", re.M)
+_COMMAND = re.compile(r"python -m fmlib run [^`\n]+")
+# Parameters every chapter has; listing them as homework says nothing.
+_ROUTINE = ("seed", "device")
+
+
+@dataclass(frozen=True)
+class RunTime:
+    """How long a stored run took (``run.json``), and on what machine; None where not stored."""
+
+    seconds: float | None
+    machine: str
+
+
+@dataclass(frozen=True)
+class RerunExercise:
+    """An exercise of a chapter that asks for a re-run: its label, title and commands."""
+
+    label: str
+    title: str
+    commands: tuple[str, ...]
+
+
+def chapter_title(notebook_path: Path) -> str:
+    """The chapter's H1 (its first ``# `` line outside the front matter and code cells)."""
+    in_code = False
+    for line in notebook_path.read_text().split("\n---", 2)[-1].splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and line.startswith("# "):
+            return line[2:].strip()
+    return notebook_path.stem
+
+
+def run_time(name: str, *, quick: bool = False) -> RunTime:
+    """The stored, current run of chapter ``name`` with its defaults (or its tiny test parameters)."""
+    notebook = find_chapter(name)
+    specs = read_parameters(notebook)
+    params = validate_overrides(specs, quick_parameters(notebook) if quick else {})
+    path = stored_run(notebook.stem, params, notebook)
+    if path is None:
+        return RunTime(None, "")
+    recorded = json.loads((path / "run.json").read_text())
+    return RunTime(recorded.get("seconds"), recorded.get("machine", "machine not recorded"))
+
+
+def rerun_exercises(notebook_path: Path) -> list[RerunExercise]:
+    """The chapter's ``{exercise}`` blocks that contain a ``python -m fmlib run`` command."""
+    found = []
+    for match in _EXERCISE.finditer(notebook_path.read_text()):
+        commands = tuple(c.strip() for c in _COMMAND.findall(match["body"]))
+        label = _LABEL.search(match["body"])
+        if commands and label:
+            found.append(RerunExercise(label.group(1), match["title"].strip(), commands))
+    return found
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "not stored yet"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def _allowed(constraint: str) -> str:
+    """A parameter's constraint, in words."""
+    if not constraint:
+        return ""
+    words = {"dataset": "the name of a data set of `fmlib.data`", "file": "a path to a data file, or empty"}
+    return f" (allowed: {words.get(constraint, constraint)})"
+
+
+def _write(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _link(notebook: Path) -> str:
+    return f"{{doc}}`{chapter_title(notebook)} </book/chapters/{notebook.stem}>`"
+
+
+def run_time_table(names: list[str]) -> list[str]:
+    """Markdown lines: each chapter's default and tiny run times and the machine they ran on."""
+    lines = ["| chapter | default run | tiny test run | measured on |", "|---|---|---|---|"]
+    for name in names:
+        notebook = find_chapter(name)
+        full, tiny = run_time(name), run_time(name, quick=True)
+        machine = full.machine or tiny.machine or "no stored run"
+        times = f"{_duration(full.seconds)} | {_duration(tiny.seconds)}"
+        lines.append(f"| {_link(notebook)} | {times} | {markdown_cell(machine)} |")
+    return lines
+
+
+def homework_lists(names: list[str]) -> list[str]:
+    """Markdown lines: per chapter, its re-run exercises and its parameters (all but seed and device)."""
+    lines: list[str] = []
+    for name in names:
+        notebook = find_chapter(name)
+        lines += [f"**{_link(notebook)}**", ""]
+        exercises = rerun_exercises(notebook)
+        for exercise in exercises:
+            commands = ", ".join(f"`{c}`" for c in exercise.commands)
+            lines.append(f"- {{ref}}`{exercise.label}` (predict, then re-run): {commands}")
+        lines += ["", "| parameter | default | meaning |", "|---|---|---|"]
+        for spec in read_parameters(notebook).values():
+            if spec.name in _ROUTINE:
+                continue
+            allowed = markdown_cell(spec.help + _allowed(spec.constraint))
+            lines.append(f"| `{spec.name}` | `{spec.default!r}` | {allowed} |")
+        lines.append("")
+    return lines
+
+
+def write_course_tables(names: list[str], directory: Path) -> list[Path]:
+    """Write ``run_times.md`` and ``homework.md`` for chapters ``names`` into ``directory`` (atomically)."""
+    pages = {"run_times.md": run_time_table(names), "homework.md": homework_lists(names)}
+    for filename, lines in pages.items():
+        _write(directory / filename, lines)
+    return [directory / filename for filename in pages]

@@ -1,0 +1,213 @@
+"""What a chapter reports: numbers, figures, tables and claim verdicts, glued and stored.
+
+Inside a chapter, every quoted number goes through :func:`record` (myst-nb ``glue``, placed in
+the prose with ``{glue:text}``), every figure through :func:`record_figure` and every table
+through :func:`record_table`. When the runner executes the chapter it sets ``$FMLIB_OUTPUT_DIR``;
+the values then also land in that run's ``results.json``, ``figures/`` and ``tables/``, which the
+sweeps, the claims ledger and the tests read. Outside the runner only the glue happens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+from myst_nb import glue
+
+from fmlib.book.chapters import write_json_atomic
+from fmlib.experiments.verdicts import Finding, Verdict
+
+__all__ = [
+    "NOT_CHECKED",
+    "VERDICTS",
+    "output_dir",
+    "record",
+    "record_claim",
+    "record_figure",
+    "record_finding",
+    "record_table",
+    "rerun_box",
+]
+
+NOT_CHECKED = "not checked yet"
+"""What the ledger shows for a claim no stored run has a finding on."""
+
+VERDICTS = (*(v.value for v in Verdict), NOT_CHECKED)
+
+
+def output_dir() -> Path | None:
+    """The run's output directory when executed by the runner, else None."""
+    value = os.environ.get("FMLIB_OUTPUT_DIR")
+    return Path(value) if value else None
+
+
+def _update_results(key: str, value: Any) -> None:
+    out = output_dir()
+    if out is None:
+        return
+    path = out / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results[key] = value
+    write_json_atomic(path, results)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready Python value (numpy and torch scalars become floats or ints)."""
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def record(key: str, value: Any, *, display: bool = False) -> Any:
+    """Glue ``value`` under ``key`` for the prose and store it in the run's results; returns it."""
+    value = _plain(value)
+    if isinstance(value, (list, tuple)):
+        value = [_plain(v) for v in value]
+    glue(key, value, display=display)
+    _update_results(key, value)
+    return value
+
+
+def record_figure(key: str, fig: Figure, *, display: bool = False) -> Figure:
+    """Glue a matplotlib figure (placed with ``{glue:figure}``) and save it as ``figures/KEY.png``."""
+    out = output_dir()
+    if out is not None:
+        (out / "figures").mkdir(exist_ok=True)
+        fig.savefig(out / "figures" / f"{key}.png", dpi=110, bbox_inches="tight")
+    glue(key, fig, display=display)
+    return fig
+
+
+class _TableView:
+    """How a recorded table is shown: as pandas shows it, less the row numbers of a default index."""
+
+    def __init__(self, table: pd.DataFrame) -> None:
+        self.table = table
+        self.index = not isinstance(table.index, pd.RangeIndex)  # keep an index that names the rows
+
+    def _repr_html_(self) -> str:
+        return self.table.to_html(index=self.index)
+
+    def __repr__(self) -> str:
+        return self.table.to_string(index=self.index)
+
+
+def record_table(key: str, table: pd.DataFrame, *, display: bool = False) -> pd.DataFrame:
+    """Glue a DataFrame (placed with ``{glue:}``) and save it as ``tables/KEY.csv``.
+
+    The page shows the table without the row numbers 0, 1, 2, ... of a default index (they mean
+    nothing to a reader); an index set on purpose (``set_index``) is shown.
+    """
+    out = output_dir()
+    if out is not None:
+        (out / "tables").mkdir(exist_ok=True)
+        table.to_csv(out / "tables" / f"{key}.csv", index=False)
+    glue(key, _TableView(table), display=display)
+    return table
+
+
+def record_claim(claim_id: str, number: str, verdict: str) -> None:
+    """Record this run's verdict on a claim of :data:`fmlib.book.claims.CLAIMS` for the claims ledger.
+
+    Args:
+        claim_id: a key of ``fmlib.book.claims.CLAIMS``.
+        number: our measured number(s), as the ledger should print them.
+        verdict: one of :data:`VERDICTS`.
+    """
+    from fmlib.book.claims import CLAIMS
+
+    if claim_id not in CLAIMS:
+        raise ValueError(f"claim_id {claim_id!r} is not in fmlib.book.claims.CLAIMS; add it there first")
+    verdict = {"partly": Verdict.PARTLY.value}.get(verdict, verdict)
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict {verdict!r} must be one of {', '.join(VERDICTS)}")
+    out = output_dir()
+    if out is None:
+        return
+    path = out / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results.setdefault("claims", {})[claim_id] = {"number": number, "verdict": verdict}
+    write_json_atomic(path, results)
+
+
+def record_finding(finding: Finding, *, display: bool = False) -> Finding:
+    """Record a claim's :class:`~fmlib.experiments.verdicts.Finding` for the claims ledger, and glue it.
+
+    The finding is stored under ``claims`` in the run's ``results.json``; the verdict is glued as
+    ``verdict-KEY`` and the number as ``number-KEY``, so the prose can quote both
+    (``{glue:text}`verdict-KEY```). ``display`` also shows an admonition with verdict, number and rule.
+    """
+    from fmlib.book.claims import CLAIMS
+
+    if finding.claim not in CLAIMS:
+        raise ValueError(f"claim {finding.claim!r} is not in fmlib.book.claims.CLAIMS; add it there first")
+    glue(f"verdict-{finding.claim}", finding.verdict.value, display=False)
+    glue(f"number-{finding.claim}", finding.number, display=False)
+    if display:
+        from IPython.display import Markdown
+        from IPython.display import display as show
+
+        show(Markdown(f":::{{admonition}} Claim `{finding.claim}`: {finding.verdict.value}\n"
+                      f"Measured: {finding.number}\n\nRule: {finding.rule}\n:::"))
+    out = output_dir()
+    if out is not None:
+        path = out / "results.json"
+        results = json.loads(path.read_text()) if path.exists() else {}
+        results.setdefault("claims", {})[finding.claim] = {
+            "number": finding.number, "verdict": finding.verdict.value, "rule": finding.rule,
+        }
+        write_json_atomic(path, results)
+    return finding
+
+
+def rerun_box(name: str, namespace: dict[str, Any]) -> Any:
+    """The "How to re-run this chapter" box, generated from the chapter's parameters cell.
+
+    Lists every parameter with its type, this run's value (and the default where they differ) and
+    its help, and the exact command that re-runs the chapter with this run's values. ``namespace`` is the notebook's
+    ``globals()``, from which this run's values are read. Returns an IPython Markdown object
+    (rendered as MyST by the book).
+    """
+    from IPython.display import Markdown
+
+    from fmlib.book.chapters import find_chapter
+    from fmlib.book.params import read_parameters
+
+    notebook = find_chapter(name)
+    specs = read_parameters(notebook)
+    rows = ["| parameter | this run | meaning |", "|---|---|---|"]
+    changed = []
+    for spec in specs.values():
+        value = namespace.get(spec.name, spec.default)
+        rule = f" (allowed: {spec.constraint})" if spec.constraint else ""
+        shown = f"`{value!r}`" if value == spec.default else f"`{value!r}` (default `{spec.default!r}`)"
+        rows.append(f"| `{spec.name}`: {spec.type_name} | {shown} | {spec.help}{rule} |")
+        if value != spec.default:
+            argument = ",".join(map(str, value)) if isinstance(value, list) else value
+            changed.append(f"-p {spec.name} {argument}")
+    command = " ".join([f"python -m fmlib run {notebook.stem.split('_', 1)[-1]}", *changed])
+    text = "\n".join([
+        ":::{admonition} How to re-run this chapter",
+        ":class: tip",
+        "",
+        "This page shows one run of the notebook; these were its parameters. Re-run it with your own values "
+        "(see {ref}`rerun`):",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+        f"The command reads the chapter's source, `notebooks/{notebook.name}`; the download menu at the top of "
+        "the page offers it (`.md`) and this executed notebook (`.ipynb`).",
+        "",
+        *rows,
+        ":::",
+    ])
+    return Markdown(text)
