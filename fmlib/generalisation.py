@@ -2,7 +2,7 @@ r"""Does a generative model copy its training set? Distances against held-out da
 
 Four measures, each read against real data the model never saw (held-out points):
 
-- the copy criterion of Gu et al. (2023) and Yoon et al. (2023), :func:`fmlib.metrics.copy_fraction`
+- the copy criterion of Gu et al. (2023) and Yoon et al. (2023), :func:`fmlib.neighbours.copy_fraction`
   (nearest over second-nearest training distance below 1/3), reported beside the same fraction for
   held-out points (:func:`summarise`): in low dimension real points pass the criterion too (the
   issue measured 12-39% on 2-D toys), so the fraction alone does not show copying there;
@@ -17,7 +17,7 @@ Four measures, each read against real data the model never saw (held-out points)
   memorise. We report the distance between the two samples of each noise relative to the distance
   between samples of different noises.
 
-All distances use the streamed nearest-neighbour search of :mod:`fmlib.closed_form` (no (B, n, d)
+All distances use the streamed nearest-neighbour search of :mod:`fmlib.neighbours` (no (B, n, d)
 tensor, no copy of the data).
 """
 
@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from fmlib._checks import check_batch, check_data, check_float, check_points, check_positive_int, check_same_shape
-from fmlib.metrics import copy_fraction, nearest_neighbor_distance
+from fmlib.neighbours import copy_fraction, nearest_neighbor_distance
 
 __all__ = [
     "MMD",
