@@ -23,6 +23,12 @@ from fmlib.book.run import RunResult, run_chapter
 
 torch.set_default_dtype(torch.float32)
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `pytest -n 2` on 2 cores: one thread per worker (and per chapter kernel it starts), not two each;
+    # oversubscribed threads spin while waiting for each other and make small training steps 5x slower.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 
 @pytest.fixture
 def results_store(tmp_path, monkeypatch):
