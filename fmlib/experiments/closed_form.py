@@ -299,7 +299,7 @@ def cfm_experiment(candidate: Velocity, data: Tensor, n_pairs: int, eps: Sequenc
     If w = u* = E[x_1 - x_0 | x_t], the middle term vanishes for every h: the minimum is at
     :math:`\varepsilon = 0` and the curve is :math:`L_{CFM}(u^*) + \varepsilon^2 E\|h\|^2`; and
     :math:`L_{CFM}(v) - L_{FM}(v) = L_{CFM}(u^*)` for every v, with :math:`L_{FM}(v) = E\|v - u^*\|^2`
-    (Lipman et al. 2023; Bertrand et al. 2025, Section 2). Every quantity is a mean over the same M
+    (Lipman et al. 2023; restated by Bertrand et al. 2025). Every quantity is a mean over the same M
     pairs (common random numbers), streamed in chunks; standard errors from the per-pair values.
 
     Args:
