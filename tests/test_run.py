@@ -123,7 +123,7 @@ def test_chapter_runs_with_tiny_parameters_and_is_stored(results_store):
 @pytest.mark.slow
 def test_a_killed_run_leaves_the_store_as_it_was(results_store):
     env = {**os.environ, "FMLIB_RESULTS": str(results_store)}
-    command = [sys.executable, "-m", "fmlib", "run", CHAPTER, "-p", "mc_samples", "1000000", "-p", "mc_repeats", "50"]
+    command = [sys.executable, "-m", "fmlib", "run", CHAPTER, "-p", "cfm_pairs", "100000000"]
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     staging = results_store / ".staging"
