@@ -478,6 +478,8 @@ def memorisation_experiment(field: object, data: Tensor, x0: Tensor, ts: Tensor 
         methods: keys of :data:`fmlib.ode.SOLVERS`.
         false_alarm: the probability that the exact flow's largest residual exceeds ``residual_level``.
         slack: ``residual_limit`` / ``residual_level`` (>= 1), room for the solvers' discretisation error.
+
+    Memory: the residuals form a (B, n, d) difference per solver, meant for the chapter's small data.
     """
     check_data(data)
     check_batch(x0, "x0")
