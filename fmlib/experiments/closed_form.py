@@ -310,12 +310,13 @@ def cfm_experiment(candidate: Velocity, data: Tensor, n_pairs: int, eps: Sequenc
         directions: name -> h(x, t, w(x, t)), (B, d) (default :data:`DIRECTIONS`).
         others: name -> field v for the constant-gap check (default :func:`comparison_fields`).
         generator: generator for the draws (its device, else the CPU).
-        chunk: pairs per chunk.
+        chunk: pairs per chunk, lowered so that a (chunk, n, d) block (the brute-force
+            :class:`TemperedField` among the default fields) holds at most 2^24 entries.
         progress: show a tqdm bar over the chunks.
     """
     check_data(data)
     n_pairs = check_positive_int(n_pairs, "n_pairs")
-    chunk = check_positive_int(chunk, "chunk")
+    chunk = max(1, min(check_positive_int(chunk, "chunk"), (1 << 24) // (data.shape[0] * data.shape[1])))
     eps_arr = np.asarray([check_float(e, "eps") for e in eps], dtype=np.float64)
     if eps_arr.size == 0 or not np.any(eps_arr == 0):
         raise ValueError(f"eps must list the step sizes and include 0 (the candidate itself), got {list(eps)!r}")
