@@ -13,6 +13,7 @@ from fmlib.data import make_dataset
 from fmlib.experiments import closed_form as cf
 from fmlib.experiments.verdicts import ClaimBroken, Verdict
 from fmlib.ode import Solver, time_grid
+from fmlib.path import draw_pairs
 
 DTYPE = torch.float64
 
@@ -153,13 +154,23 @@ def test_cfm_check_rejects_every_wrong_field(data, bug):
     assert cf.cfm_minimiser_finding(check).verdict is Verdict.NOT_REPRODUCED
 
 
-def test_cfm_estimates_agree_across_chunk_sizes(data):
-    """Chunks change the order of the draws, not the estimate: both agree within their standard errors."""
-    field = ClosedFormField(data).velocity
-    one = cf.cfm_experiment(field, data, 3000, [0.0, 1.0], generator=torch.Generator().manual_seed(4), chunk=3000)
-    two = cf.cfm_experiment(field, data, 3000, [0.0, 1.0], generator=torch.Generator().manual_seed(4), chunk=1000)
-    assert one.n_pairs == two.n_pairs == 3000
-    assert abs(one.cfm[0] - two.cfm[0]) < 5 * np.hypot(one.loss_se[0, 0], two.loss_se[0, 0])
+def test_cfm_estimates_are_the_means_over_the_joint_draws(data):
+    """One chunk: the estimates equal the plain means over the same draws (x0, x1, then t)."""
+    field = ClosedFormField(data)
+    check = cf.cfm_experiment(field.velocity, data, 3000, [0.0, 1.0], generator=torch.Generator().manual_seed(4),
+                              chunk=3000)
+    g = torch.Generator().manual_seed(4)
+    x0, x1 = draw_pairs(data, 3000, generator=g)
+    t = torch.rand(3000, generator=g, dtype=DTYPE)
+    x_t = (1 - t[:, None]) * x0 + t[:, None] * x1
+    residual = field.velocity(x_t, t) - (x1 - x0)
+    assert check.cfm[0] == pytest.approx(float((residual**2).sum(1).mean()), rel=1e-12)
+    assert check.cross[1] == pytest.approx(float((residual * x_t).sum(1).mean()), rel=1e-12)  # h = x
+    assert check.fm[1] == pytest.approx(float((field.velocity(x_t, t) ** 2).sum(1).mean()), rel=1e-12)  # v = 0
+    # a chunk that does not divide M changes the order of the draws, not the estimate
+    other = cf.cfm_experiment(field.velocity, data, 3000, [0.0, 1.0], generator=torch.Generator().manual_seed(4),
+                              chunk=700)
+    assert abs(other.cfm[0] - check.cfm[0]) < 5 * np.hypot(other.loss_se[0, 0], check.loss_se[0, 0])
 
 
 def test_cfm_experiment_rejects_steps_without_zero(data):
