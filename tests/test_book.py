@@ -90,7 +90,7 @@ def test_glued_numbers_and_rerun_box_are_in_the_prose(html_dir):
     text = chapter_pages(html_dir)["01_closed_form"]
     assert "How to re-run this chapter" in text
     assert "python -m fmlib run closed_form" in re.sub(r"<[^>]+>", "", text)  # the command, highlighted in spans
-    assert re.search(r"fitted slope of .{0,400}?-?0\.\d\d", text, re.S), "the Monte-Carlo slope must be glued"
+    assert re.search(r"the largest residual over the .{0,400}?\d\.\d\d", text, re.S), "the residual must be glued"
 
 
 def test_claims_ledger_lists_every_claim_with_a_verdict(html_dir):

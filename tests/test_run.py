@@ -27,7 +27,7 @@ def specs():
 def test_parameters_cell_is_read_with_types_defaults_help_and_constraints():
     s = specs()
     assert s["n_train"] == ParameterSpec("n_train", "int", 8, "number of training points", "in [1, inf)")
-    assert s["mc_samples"].type_name == "list[int]"
+    assert s["cfm_steps"].type_name == "list[float]"
     assert s["dataset"].constraint == "dataset"
     assert s["device"].constraint == "one of: auto, cpu, cuda"
 
@@ -40,11 +40,11 @@ def test_parameters_cell_is_read_with_types_defaults_help_and_constraints():
         ({"n_train": "five"}, r"parameter n_train: 'five' is not a int .*write it like -p n_train 8"),
         ({"n_train": "2.5"}, r"parameter n_train: '2.5' is not a int"),
         ({"t_check": "abc"}, r"parameter t_check: 'abc' is not a float"),
-        ({"mc_samples": "10,x"}, r"parameter mc_samples: '10,x' is not a list\[int\].*-p mc_samples 8,8"),
+        ({"cfm_steps": "0.5,x"}, r"parameter cfm_steps: '0.5,x' is not a list\[float\].*-p cfm_steps 0.5,0.5"),
         ({"n_train": "0"}, r"parameter n_train: 0 is impossible; it must lie in \[1, inf\)"),
         ({"t_check": "1.0"}, r"parameter t_check: 1.0 is impossible; it must lie in \(0, 1\)"),
         ({"t_check": "-0.5"}, r"parameter t_check: -0.5 is impossible"),
-        ({"mc_samples": "100,5"}, r"parameter mc_samples: 5 is impossible; it must lie in \[10, inf\)"),
+        ({"cfm_steps": "0,50"}, r"parameter cfm_steps: 50.0 is impossible; it must lie in \[-10, 10\]"),
         ({"dataset": "gausian_mixture"}, r"unknown data set 'gausian_mixture'; known: .*Did you mean 'gaussian_mix"),
         ({"device": "tpu"}, r"parameter device: 'tpu' is not one of auto, cpu, cuda"),
     ],
@@ -79,7 +79,7 @@ def test_values_parse_to_their_types():
     s = specs()
     assert parse_value(s["n_train"], "1e3") == 1000
     assert parse_value(s["t_check"], "0.25") == 0.25
-    assert parse_value(s["mc_samples"], "10, 20,30") == [10, 20, 30]
+    assert parse_value(s["cfm_steps"], "-0.5, 0,0.5") == [-0.5, 0.0, 0.5]
     assert parse_value(ParameterSpec("flag", "bool", False, "", ""), "yes") is True
     with pytest.raises(ParameterError, match="is not a bool"):
         parse_value(ParameterSpec("flag", "bool", False, "", ""), "maybe")
@@ -123,7 +123,7 @@ def test_chapter_runs_with_tiny_parameters_and_is_stored(results_store):
 @pytest.mark.slow
 def test_a_killed_run_leaves_the_store_as_it_was(results_store):
     env = {**os.environ, "FMLIB_RESULTS": str(results_store)}
-    command = [sys.executable, "-m", "fmlib", "run", CHAPTER, "-p", "mc_samples", "1000000", "-p", "mc_repeats", "50"]
+    command = [sys.executable, "-m", "fmlib", "run", CHAPTER, "-p", "cfm_pairs", "100000000"]
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     staging = results_store / ".staging"

@@ -44,8 +44,8 @@ def test_grid_accepts_python_lists_and_runs_equal_points_once():
 
 
 def test_list_typed_parameters_take_their_grid_values_separated_by_semicolons():
-    points = parse_grid("closed_form", {"mc_samples": "100,200;300"})
-    assert [p["mc_samples"] for p in points] == [[100, 200], [300]]
+    points = parse_grid("closed_form", {"cfm_steps": "-1,0;0,1"})
+    assert [p["cfm_steps"] for p in points] == [[-1.0, 0.0], [0.0, 1.0]]
 
 
 @pytest.mark.parametrize(

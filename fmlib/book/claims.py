@@ -35,16 +35,19 @@ CLAIMS: dict[str, Claim] = {
     ),
     "cfm-minimiser": Claim(
         _BERTRAND, "CFM and FM losses differ by a constant",
-        "u* minimises the conditional flow matching loss: at fixed (x, t) it is the mean of x1 - x0 over the "
-        "posterior of x1.",
+        "u* minimises the conditional flow matching loss, with t, x0 ~ N(0, I) and x1 drawn jointly; the CFM loss "
+        "and the FM loss E||v - u*||^2 differ by a constant that does not depend on the field v.",
     ),
     "memorisation": Claim(
-        _GAO, "Theorem 4.6",
-        "Integrating the optimal field from noise reproduces training points: the ideal model only memorises.",
+        _GAO, "abstract (the theorem on generation with the optimal field: its statement and number could not be "
+        "read in our copy)",
+        "Generating with the optimal velocity field from a Gaussian prior reproduces the training points: the "
+        "generated samples memorise the real data.",
     ),
     "span": Claim(
-        _GAO, "Sections 4-5 (sample data subspace)",
-        "Samples generated with the optimal field lie in the span of the training data.",
+        _GAO, "abstract, Sections 4-5 (sample data subspace)",
+        "Samples generated with the optimal field lie in the span of the training data (they represent the sample "
+        "data subspace exactly).",
     ),
     "concentration": Claim(
         _GAO, "Theorem 4.4",
