@@ -6,6 +6,7 @@ import matplotlib as mpl
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.legend import Legend
+from matplotlib.transforms import offset_copy
 
 __all__ = ["PALETTE", "legend_below", "use_style"]
 
@@ -25,10 +26,14 @@ def use_style() -> None:
     })
 
 
-def legend_below(ax: Axes, *, ncol: int = 2, **options: object) -> Legend:
-    """A legend under the axes, outside the data, so that it never covers a curve or a point.
+def legend_below(ax: Axes, *, ncol: int = 2, offset: float = 46.0, **options: object) -> Legend:
+    """A legend under the axes, below their tick labels and x label, so that it never covers data.
 
-    Meant for figures made with ``layout="constrained"`` (or saved with ``bbox_inches="tight"``),
-    which make room for it. ``options`` go to :meth:`matplotlib.axes.Axes.legend`.
+    ``offset`` is the distance in points from the bottom of the axes to the top of the legend (room
+    for one line of tick labels and the x label). Meant for figures made with
+    ``layout="constrained"`` (or saved with ``bbox_inches="tight"``), which make room for it.
+    ``options`` go to :meth:`matplotlib.axes.Axes.legend`.
     """
-    return ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=ncol, frameon=False, **options)
+    anchor = offset_copy(ax.transAxes, fig=ax.figure, y=-offset, units="points")
+    return ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=anchor, ncol=ncol, frameon=False,
+                     **options)

@@ -715,7 +715,7 @@ def check_exact_law(measured: ConcentrationGrid) -> LawChecks:
         "smallest KS p-value": _number(part["ks_p"].min(), ".2g"),
         "smallest binomial p-value": _number(part["binomial_p"].min(), ".2g"),
         "largest change of w with t": _number(part["pathwise_spread"].max(), ".1e"),
-    } for block, part in laws.groupby("block", sort=False)]).set_index("data")
+    } for block, part in laws.groupby("block", sort=False)])
     checks = LawChecks(
         n_tests=n_tests, min_p=float(np.nanmin(pvalues)), min_p_adjusted=float(np.nanmin(adjusted)),
         threshold=spec.alpha / n_tests, pathwise_spread=spread,
@@ -957,7 +957,7 @@ def dims_summary(measured: ConcentrationGrid) -> DimsSummary:
         "largest |frequency − exact|": per_d["err"].map(lambda v: _number(v, ".4f")),
         "largest |z|, where M p (1 − p) ≥ 5": per_d["z"].map(lambda v: _number(v, ".2f")),
         "largest gap to another d": [_number(g, ".4f") for g in gaps],
-    }).set_index("d")
+    })
     return DimsSummary(gap=float(gap_per_t.max()), gap_t=float(t_gap),
                        gap_se=float(math.sqrt(2) * standard_error(exact_at_gap, spec.n_draws)),
                        max_z=float(per_d["z"].max()), table=table)
@@ -1025,7 +1025,7 @@ def slack_summary(measured: ConcentrationGrid) -> SlackSummary:
                        "t* of the bound (δ)": time_text(times["bound"]),
                        "t* of the union (each pair's distance)": time_text(times["union"]),
                        "t* measured": time_text(times["measured"])})
-    return SlackSummary(simplices=pd.DataFrame(rows).set_index("data"), uneven=pd.DataFrame(uneven).set_index("data"),
+    return SlackSummary(simplices=pd.DataFrame(rows), uneven=pd.DataFrame(uneven),
                         max_ratio=max(ratios), max_ratio_n=int(sorted(sweep["N"].unique())[int(np.argmax(ratios))]),
                         at_t_star_max=max(at_star), digits=digits)
 
@@ -1073,7 +1073,7 @@ def gauss_summary(measured: ConcentrationGrid) -> GaussSummary:
         "data": table["data"], "d": table["d"], "smallest distance δ": table["delta_min"].map(_number),
         "median distance": table["delta_median"].map(_number), "√(2d)": table["sqrt(2d)"].map(_number),
         "t* measured": table["t measured"].map(time_text), "t* of the bound": table["t bound"].map(time_text),
-    }).set_index("data")
+    })
     sweep = measured.block("d")
     simplex_t = pd.Series({d: _crossing(spec.times, sweep[sweep["d"] == d]["p"], spec.level)
                            for d in sorted(sweep["d"].unique())})
@@ -1187,7 +1187,10 @@ def figure_slack(measured: ConcentrationGrid) -> Figure:
         axes[1].plot(seen["t"], seen["bound"] / seen["p"], "o-", color=color, ms=3, label=label)
         axes[1].plot(seen["t"], seen["union"] / seen["p"], "s--", color=color, ms=3, mfc="none")
     axes[1].set(yscale="log", xlabel="t", ylabel="bound / measured frequency", title="distances that vary")
-    legend_below(axes[1], ncol=3)
+    handles, _ = axes[1].get_legend_handles_labels()
+    handles += [Line2D([], [], color="k", marker="o", ms=3, label="bound with $\\delta$"),
+                Line2D([], [], color="k", marker="s", ms=3, mfc="none", ls="--", label="union, own distances")]
+    legend_below(axes[1], ncol=3, handles=handles)
     return fig
 
 
@@ -1250,7 +1253,7 @@ def figure_gauss(measured: ConcentrationGrid, gauss: GaussSummary) -> Figure:
     axes[1].set(xlabel="d", ylabel=f"concentration time (level {spec.level:g})", ylim=(0, 1.02),
                 title="from when P[not largest] < level")
     for ax in axes:
-        ax.set_xticks(spec.gauss_dims, [str(d) for d in spec.gauss_dims], rotation=45)
+        ax.set_xticks(spec.gauss_dims, [str(d) for d in spec.gauss_dims])
         ax.minorticks_off()
         legend_below(ax, ncol=2, fontsize=9)
     ax = bottom.subplots()
