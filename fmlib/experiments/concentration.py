@@ -1001,16 +1001,17 @@ def slack_summary(measured: ConcentrationGrid) -> SlackSummary:
         bound_fine = concentration_bound(fine, spec.delta_sweep, n)
         exact_fine = simplex_outweigh_probability(fine, spec.delta_sweep, n)
         ratio_fine = np.where(bound_fine < 1, bound_fine / np.maximum(exact_fine, 1e-300), np.nan)
-        worst = int(np.nanargmax(ratio_fine)) if np.isfinite(ratio_fine).any() else 0
+        informative = bool(np.isfinite(ratio_fine).any())  # the bound is below 1 somewhere on the fine grid
+        worst = int(np.nanargmax(ratio_fine)) if informative else 0
         t_exact = _exact_time(spec.delta_sweep, n, spec.level)
-        ratios.append(float(np.nanmax(ratio_fine)))
+        ratios.append(float(np.nanmax(ratio_fine)) if informative else math.nan)
         at_star.append(float(concentration_bound(t_exact, spec.delta_sweep, n) / spec.level))
         rows.append({
             "data": f"simplex, N = {n}",
             "t* of the bound": time_text(float(concentration_time(spec.delta_sweep, n, level=spec.level))),
             "t* exact": time_text(t_exact), "t* measured": time_text(_crossing(spec.times, part["p"], spec.level)),
             "bound / exact at t* exact": _number(at_star[-1]), "largest bound / exact (bound < 1)": _number(ratios[-1]),
-            "at t": _number(fine[worst], ".3f"),
+            "at t": _number(fine[worst] if informative else math.nan, ".3f"),
         })
     uneven, digits = [], {}
     for label, part in uneven_sets(measured):
@@ -1026,7 +1027,8 @@ def slack_summary(measured: ConcentrationGrid) -> SlackSummary:
                        "t* of the union (each pair's distance)": time_text(times["union"]),
                        "t* measured": time_text(times["measured"])})
     return SlackSummary(simplices=pd.DataFrame(rows), uneven=pd.DataFrame(uneven),
-                        max_ratio=max(ratios), max_ratio_n=int(sorted(sweep["N"].unique())[int(np.argmax(ratios))]),
+                        max_ratio=float(np.max(ratios)),
+                        max_ratio_n=int(sorted(sweep["N"].unique())[int(np.argmax(ratios))]),
                         at_t_star_max=max(at_star), digits=digits)
 
 
