@@ -678,6 +678,7 @@ class LawChecks:
     table: pd.DataFrame
 
     def records(self) -> dict[str, Any]:
+        """The numbers the prose quotes, under their glue keys."""
         return {
             "law_spread_max": self.pathwise_spread, "n_law_tests": self.n_tests, "law_min_p": self.min_p,
             "law_min_p_bonferroni": self.min_p_adjusted, "law_threshold": self.threshold,
@@ -762,6 +763,7 @@ class BoundChecks:
     violations: pd.DataFrame
 
     def records(self) -> dict[str, Any]:
+        """The numbers the prose quotes, under their glue keys."""
         return {
             "n_bound_tests": self.n_tests, "n_grid_points": self.n_grid_points, "n_above_raw": self.n_above_raw,
             "max_excess": self.max_excess, "bound_min_p": self.min_p, "bound_min_p_bonferroni": self.min_p_adjusted,
@@ -896,6 +898,7 @@ class PlaneSummary:
     bound_t: np.ndarray
 
     def records(self) -> dict[str, Any]:
+        """The numbers the prose quotes, under their glue keys."""
         shift = self.bound_t - self.exact_t
         seen = np.isfinite(self.measured_t)
         gap = float(np.abs(self.measured_t[seen] - self.exact_t[seen]).max()) if seen.any() else math.nan
@@ -908,6 +911,8 @@ class PlaneSummary:
 
 
 def plane_summary(measured: ConcentrationGrid) -> PlaneSummary:
+    """Section (c) and (f): the times at which the bound (:func:`fmlib.theory.concentration_time`), the exact
+    simplex probability and the measured frequency fall to ``level``, for each separation of the plane."""
     spec = measured.spec
     plane, separations = measured.block("plane"), spec.separations
     picks = np.unique(np.linspace(0, len(separations) - 1, min(4, len(separations))).round().astype(int))
@@ -932,6 +937,7 @@ class DimsSummary:
     table: pd.DataFrame
 
     def records(self) -> dict[str, Any]:
+        """The numbers the prose quotes, under their glue keys."""
         return {"dims_gap": self.gap, "dims_gap_t": self.gap_t, "dims_gap_se": self.gap_se, "dims_max_z": self.max_z}
 
 
@@ -941,6 +947,8 @@ def normal_regime(exact: pd.Series, n_draws: int) -> pd.Series:
 
 
 def dims_summary(measured: ConcentrationGrid) -> DimsSummary:
+    """Section (d): the curves of the simplex in every d against each other and against the exact value (z-scores
+    only where :func:`normal_regime`)."""
     spec = measured.spec
     sweep = measured.block("d")
     wide = sweep.pivot(index="t", columns="d", values="p")
@@ -975,6 +983,7 @@ class SlackSummary:
     digits: dict[str, float]
 
     def records(self) -> dict[str, Any]:
+        """The numbers the prose quotes, under their glue keys."""
         return {
             "slack_max_ratio": self.max_ratio, "slack_max_ratio_n": self.max_ratio_n,
             "slack_at_tstar_max": self.at_t_star_max, "digits_t_bound": self.digits["bound"],
@@ -993,6 +1002,9 @@ def uneven_sets(measured: ConcentrationGrid) -> list[tuple[str, pd.DataFrame]]:
 
 
 def slack_summary(measured: ConcentrationGrid) -> SlackSummary:
+    """Section (e): the ratio bound / exact on simplices of N points (largest where the bound is below 1, and at
+    the exact crossing time), and the crossing times of the bound, of the union with each pair's distance and of
+    the frequency on data whose distances vary (censored times shown as a dash)."""
     spec = measured.spec
     sweep, fine = measured.block("N"), spec.fine_t[1:]
     rows, ratios, at_star = [], [], []
@@ -1042,6 +1054,7 @@ class GaussSummary:
     table: pd.DataFrame
 
     def records(self) -> dict[str, Any]:
+        """The numbers the prose quotes, under their glue keys."""
         fresh, embedded = self.fresh, self.embedded
         seen = embedded["t measured"][np.isfinite(embedded["t measured"])]
         return {
@@ -1056,6 +1069,8 @@ class GaussSummary:
 
 
 def gauss_summary(measured: ConcentrationGrid) -> GaussSummary:
+    """Section (g): separations and crossing times of Gaussian data, fresh in each d and embedded from the
+    smallest, and the measured crossing times of the fixed simplex of (d) (censored: +-inf, a dash in the table)."""
     spec = measured.spec
     d0, frames = min(spec.gauss_dims), {}
     for block in ("gauss", "embedded"):
