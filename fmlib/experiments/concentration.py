@@ -1148,7 +1148,7 @@ def figure_vs_t(measured: ConcentrationGrid, plane: PlaneSummary) -> Figure:
     handles = [Line2D([], [], color="k", lw=1.8, label="bound $B_1$"), Line2D([], [], color="k", ls="--", lw=1,
                label="exact"), Line2D([], [], color="k", marker="o", ls="", ms=3.5, label="Monte Carlo")]
     legend_below(axes[0], ncol=4)
-    legend_below(axes[1], ncol=3, handles=handles)
+    legend_below(axes[1], ncol=2, handles=handles)
     return fig
 
 
@@ -1198,7 +1198,7 @@ def figure_slack(measured: ConcentrationGrid) -> Figure:
                 title=f"simplices, $\\delta$ = {spec.delta_sweep:g}")
     for ax in axes:
         ax.axhline(1, color="k", lw=0.5)
-    legend_below(axes[0], ncol=4)
+    legend_below(axes[0], ncol=2)
     for color, (label, part) in zip(["tab:purple", "tab:brown", "tab:olive"], uneven_sets(measured), strict=False):
         seen = part[(part["count"] >= 5) & (part["t"] > 0)]
         axes[1].plot(seen["t"], seen["bound"] / seen["p"], "o-", color=color, ms=3, label=label)
@@ -1207,7 +1207,7 @@ def figure_slack(measured: ConcentrationGrid) -> Figure:
     handles, _ = axes[1].get_legend_handles_labels()
     handles += [Line2D([], [], color="k", marker="o", ms=3, label="bound with $\\delta$"),
                 Line2D([], [], color="k", marker="s", ms=3, mfc="none", ls="--", label="union, own distances")]
-    legend_below(axes[1], ncol=3, handles=handles)
+    legend_below(axes[1], ncol=2, handles=handles)
     return fig
 
 
@@ -1269,8 +1269,8 @@ def figure_gauss(measured: ConcentrationGrid, gauss: GaussSummary) -> Figure:
                      label=f"simplex, N = {spec.n_dims_points}: measured")
     axes[1].set(xlabel="d", ylabel=f"concentration time (level {spec.level:g})", ylim=(0, 1.02),
                 title="from when P[not largest] < level")
-    for ax in axes:
-        ax.set_xticks(spec.gauss_dims, [str(d) for d in spec.gauss_dims])
+    for ax, ticks in zip(axes, (spec.gauss_dims, sorted({*spec.gauss_dims, *spec.dims})), strict=True):
+        ax.set_xticks(ticks, [str(d) for d in ticks])
         ax.minorticks_off()
         legend_below(ax, ncol=2, fontsize=9)
     ax = bottom.subplots()
