@@ -12,8 +12,9 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colorbar import Colorbar
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
+from matplotlib.transforms import offset_copy
 
-__all__ = ["PALETTE", "colorbar", "legend_outside", "use_style"]
+__all__ = ["PALETTE", "colorbar", "legend_below", "legend_outside", "use_style"]
 
 PALETTE = "colorblind"
 
@@ -36,7 +37,7 @@ def legend_outside(ax: Axes, *, loc: str = "right", **kwargs: Any) -> Legend:
     if loc == "right":
         return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
     if loc == "lower":
-        return ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, borderaxespad=0.0, **kwargs)
+        return legend_below(ax, ncol=3, **kwargs)
     raise ValueError(f"loc must be 'right' or 'lower', got {loc!r}")
 
 
@@ -50,3 +51,16 @@ def colorbar(mappable: ScalarMappable, ax: Axes | Sequence[Axes], label: str) ->
 def _figure_of(ax: Axes | Sequence[Axes]) -> Figure:
     """The figure of an axes, or of the first of several."""
     return (ax if isinstance(ax, Axes) else ax[0]).get_figure()
+
+
+def legend_below(ax: Axes, *, ncol: int = 2, offset: float = 46.0, **options: object) -> Legend:
+    """A legend under the axes, below their tick labels and x label, so that it never covers data.
+
+    ``offset`` is the distance in points from the bottom of the axes to the top of the legend (room
+    for one line of tick labels and the x label). Meant for figures made with
+    ``layout="constrained"`` (or saved with ``bbox_inches="tight"``), which make room for it.
+    ``options`` go to :meth:`matplotlib.axes.Axes.legend`.
+    """
+    anchor = offset_copy(ax.transAxes, fig=ax.figure, y=-offset, units="points")
+    return ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=anchor, ncol=ncol, frameon=False,
+                     **options)

@@ -50,9 +50,9 @@ CLAIMS: dict[str, Claim] = {
         "data subspace exactly).",
     ),
     "concentration": Claim(
-        _GAO, "Theorem 4.4",
+        _GAO, "Theorem 4.4, Section 4.2 (its constant, threshold and assumptions could not be read)",
         "The probability that the softmax weights are not concentrated on one training point is bounded by a "
-        "function of the separation, t and N that does not depend on d and goes to 0 as t -> 1.",
+        "function of the separation of the data, t and N that does not depend on d and goes to 0 fast as t -> 1.",
     ),
     "osdnet": Claim(
         _GAO, "Section 5 (OSDNet)",

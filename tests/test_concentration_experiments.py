@@ -1,0 +1,211 @@
+"""Tests of the chapter-level part of fmlib.experiments.concentration: the checks, the verdict rule, the tables.
+
+The verdict rule is fed contrary numbers giving each of the three verdicts. The checks are run on a
+tiny grid (ten small data sets, a few hundred draws: about a second) unmutated, where the exact law
+holds and the verdict is PARTLY, and with plausible bugs injected into the weights or the bound,
+each of which must stop the run (ClaimBroken naming ``concentration``) or change the verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.special import ndtr
+
+from fmlib.closed_form import ClosedFormField
+from fmlib.experiments import concentration as conc
+from fmlib.experiments.concentration import (
+    DASH,
+    ConcentrationEvidence,
+    ConcentrationSpec,
+    check_bound,
+    check_exact_law,
+    concentration_finding,
+    concentration_rule,
+    gauss_summary,
+    measure_grid,
+    plane_summary,
+    slack_summary,
+)
+from fmlib.experiments.verdicts import ClaimBroken, Verdict
+from fmlib.path import time_to_snr
+
+TINY = {
+    "n_draws": 300, "n_times": 8, "t_min": 0.02, "t_max": 0.999, "n_separations": 2, "delta_min": 0.5,
+    "delta_max": 4.0, "n_simplex": 4, "dim": 4, "n_points": [2, 5], "dims": [2, 8], "n_dims_points": 3,
+    "delta_sweep": 1.0, "n_gauss": 6, "gauss_dims": [2, 8], "n_digits": 20, "eta": 0.1, "level": 0.01,
+    "alpha": 0.001, "seed": 0, "device": "cpu",
+}
+
+
+def tiny_spec(**changes: object) -> ConcentrationSpec:
+    return ConcentrationSpec(**{**TINY, **changes})
+
+
+@pytest.fixture(scope="module")
+def measured() -> conc.ConcentrationGrid:
+    return measure_grid(tiny_spec(), progress=False)
+
+
+def verdict_of(spec: ConcentrationSpec) -> Verdict:
+    """Measure, check the exact law (may raise ClaimBroken), check the bound, and apply the rule."""
+    grid = measure_grid(spec, progress=False)
+    return concentration_finding(check_exact_law(grid), check_bound(grid), spec).verdict
+
+
+# --- the rule on contrary numbers ------------------------------------------------------------------
+
+HOLDS = ConcentrationEvidence(n_bound_tests=100, n_violations=0, n_law_tests=200, law_min_p_adjusted=0.4,
+                              limit_bound=1e-30, alpha=0.001, level=0.01)
+
+
+def test_rule_gives_partly_when_our_reconstruction_holds_but_the_paper_could_not_be_read():
+    finding = concentration_rule(HOLDS)
+    assert finding.claim == "concentration" and finding.verdict is Verdict.PARTLY
+    assert "0 of 100" in finding.number and "not compared" in finding.number
+
+
+def test_rule_gives_reproduced_only_once_the_papers_statement_is_compared():
+    assert concentration_rule(HOLDS, statement_read=True).verdict is Verdict.REPRODUCED
+    assert not conc.PAPER_STATEMENT_READ  # the notes say the statement could not be read
+
+
+@pytest.mark.parametrize("change", [
+    {"n_violations": 1},  # the bound exceeded beyond the margin once
+    {"n_bound_tests": 0},  # the bound is nowhere below 1: nothing tested
+    {"law_min_p_adjusted": 0.0009},  # the exact law rejected
+    {"limit_bound": 0.5},  # the bound does not vanish as t -> 1
+])
+def test_rule_gives_not_reproduced_on_contrary_numbers(change):
+    for statement_read in (False, True):
+        assert concentration_rule(replace(HOLDS, **change), statement_read=statement_read).verdict is \
+            Verdict.NOT_REPRODUCED
+
+
+# --- parameters ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("change", "name"), [
+    ({"t_min": 0.5, "t_max": 0.4}, "t_min"),
+    ({"delta_min": 5.0, "delta_max": 1.0}, "delta_min"),
+    ({"n_dims_points": 4, "dims": [2, 8]}, "n_dims_points"),
+    ({"n_times": 1}, "n_times"),
+    ({"level": 1.5}, "level"),
+    ({"gauss_dims": []}, "gauss_dims"),
+])
+def test_spec_rejects_bad_parameters_naming_them(change, name):
+    with pytest.raises(ValueError, match=name):
+        tiny_spec(**change)
+
+
+def test_spec_reads_the_notebook_namespace():
+    spec = ConcentrationSpec.from_namespace({**TINY, "unrelated": 1})
+    assert spec.n_points == (2, 5) and spec.times[0] == 0.0 and len(spec.times) == TINY["n_times"]
+    assert math.isclose(spec.times[-1], TINY["t_max"]) and math.isclose(spec.times[1], TINY["t_min"])
+
+
+# --- the unmutated checks ---------------------------------------------------------------------------
+
+
+def test_unmutated_tiny_grid_passes_the_law_and_gives_partly(measured):
+    law, bound = check_exact_law(measured), check_bound(measured)
+    assert law.pathwise_spread < conc.PATHWISE_TOLERANCE and law.min_p_adjusted >= TINY["alpha"]
+    assert law.n_tests == int(np.isfinite(np.concatenate([
+        measured.laws["ks_p"], measured.laws["variance_p"], measured.binomial_pvalues])).sum()
+        + len(measured.laws) + law.n_simplex_tests)
+    assert bound.n_tests > 0 and bound.n_violations == 0 and bound.limit_bound < TINY["level"]
+    assert concentration_finding(law, bound, measured.spec).verdict is Verdict.PARTLY
+    assert set(measured.rows["block"]) == set(conc.FAMILIES)
+
+
+def test_tables_are_readable_and_never_show_inf_or_nan(measured):
+    law = check_exact_law(measured)
+    slack = slack_summary(measured)
+    tables = [law.table, conc.dims_summary(measured).table, slack.simplices, slack.uneven,
+              gauss_summary(measured).table]
+    for table in tables:
+        assert isinstance(table.index, pd.RangeIndex)  # row labels are columns, kept in the CSV
+        text = table.to_string().lower()
+        assert "nan" not in text and "inf" not in text, text
+        assert not any("_" in str(column) for column in table.columns), table.columns  # readable headers
+    assert list(law.table["data"]) == [conc.FAMILIES[b] for b in measured.laws["block"].unique()]
+
+
+def test_censored_crossings_show_a_dash_with_finite_records_elsewhere():
+    grid = measure_grid(tiny_spec(t_max=0.3, n_times=4), progress=False)  # the weights cannot concentrate by 0.3
+    gauss, slack = gauss_summary(grid), slack_summary(grid)
+    assert np.isinf(gauss.fresh["t measured"]).all() and (gauss.table["t* measured"] == DASH).all()
+    assert (slack.uneven["t* measured"] == DASH).all()
+    records = {**gauss.records(), **slack.records(), **plane_summary(grid).records()}
+    assert records["gauss_t_low_d_text"] == DASH and records["digits_t_measured_text"] == DASH
+    assert records["plane_n_censored"] == TINY["n_separations"]
+    for table in (gauss.table, slack.simplices, slack.uneven):
+        assert "inf" not in table.to_string().lower() and "nan" not in table.to_string().lower()
+
+
+# --- mutations: each must stop the run or change the verdict -------------------------------------------
+
+
+def _logits(field: ClosedFormField, x: torch.Tensor, t: float, power: float) -> torch.Tensor:
+    """-||x - t y_i||^2 / (2 (1 - t)^power), unnormalised."""
+    return -torch.cdist(x, t * field.data) ** 2 / (2 * (1 - t) ** power)
+
+
+def test_mutation_wrong_temperature_stops_the_run(monkeypatch):
+    """1/(1 - t) instead of 1/(1 - t)^2 in the weights: the log-ratio no longer follows its exact law."""
+    monkeypatch.setattr(ClosedFormField, "log_weights",
+                        lambda self, x, t: torch.log_softmax(_logits(self, x, t, 1.0), dim=1))
+    with pytest.raises(ClaimBroken, match=r"\[concentration\]"):
+        verdict_of(tiny_spec())
+
+
+def test_mutation_monte_carlo_ignoring_the_field_stops_the_run(monkeypatch):
+    """Uniform weights whatever x and t (the field ignored): w changes with t."""
+    monkeypatch.setattr(ClosedFormField, "log_weights",
+                        lambda self, x, t: torch.full((x.shape[0], self.n), -math.log(self.n), dtype=x.dtype))
+    with pytest.raises(ClaimBroken, match=r"\[concentration\].*changed with t"):
+        verdict_of(tiny_spec())
+
+
+def test_mutation_unnormalised_weights_changes_the_verdict(monkeypatch):
+    """Logits without the log-sum-exp: ratios (and the law) unchanged, but lambda_k < 1 - eta always."""
+    monkeypatch.setattr(ClosedFormField, "log_weights", lambda self, x, t: _logits(self, x, t, 2.0))
+    assert verdict_of(tiny_spec()) is Verdict.NOT_REPRODUCED
+
+
+def _flipped_bound(sign_drift: float, sign_log: float):
+    def bound(t, separation, n_points, *, eps=1.0):
+        u = time_to_snr(np.asarray(t, dtype=np.float64)) * separation
+        with np.errstate(divide="ignore", invalid="ignore"):
+            arg = np.where(u > 0, sign_log * np.log(1 / eps) / np.where(u > 0, u, 1.0) + sign_drift * u / 2, 0.0)
+        return np.minimum(1.0, (np.asarray(n_points) - 1.0) * ndtr(arg))
+
+    def eta_bound(t, separation, n_points, *, eta):
+        eps = eta / ((np.asarray(n_points) - 1.0) * (1 - eta))
+        return bound(t, separation, n_points, eps=np.minimum(eps, 1.0))
+
+    return bound, eta_bound
+
+
+@pytest.mark.parametrize(("sign_drift", "sign_log"), [(+1.0, +1.0), (-1.0, -1.0)],
+                         ids=["+s delta / 2", "-log(1/eps)"])
+def test_mutation_sign_error_in_the_bound_changes_the_verdict(monkeypatch, sign_drift, sign_log):
+    """Phi(log(1/eps)/(s delta) + s delta/2): never vanishes; Phi(-log(1/eps)/(s delta) - ...): exceeded."""
+    bound, eta_bound = _flipped_bound(sign_drift, sign_log)
+    monkeypatch.setattr(conc, "concentration_bound", bound)
+    monkeypatch.setattr(conc, "not_concentrated_bound", eta_bound)
+    assert verdict_of(tiny_spec()) is Verdict.NOT_REPRODUCED
+
+
+def test_unmutated_flipped_bound_helper_is_the_true_bound():
+    """The mutation helper with the right signs gives fmlib.theory's bounds: the mutants differ by a sign only."""
+    bound, eta_bound = _flipped_bound(-1.0, +1.0)
+    t = np.array([0.1, 0.5, 0.9])
+    np.testing.assert_allclose(bound(t, 0.7, 5), conc.concentration_bound(t, 0.7, 5), rtol=1e-12)
+    np.testing.assert_allclose(eta_bound(t, 0.7, 5, eta=0.1), conc.not_concentrated_bound(t, 0.7, 5, eta=0.1),
+                               rtol=1e-12)
