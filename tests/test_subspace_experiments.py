@@ -1,0 +1,223 @@
+"""Tests of fmlib.experiments.subspace: off-span measurements, teacher-student bound, and the verdict rules.
+
+Each rule is run on contrary data giving each of its outcomes; each identity check is shown to stop
+the run under an injected bug (a negated field, a solver that ignores the field, a student error
+left out of the bound).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fmlib.closed_form import ClosedFormField
+from fmlib.data import make_dataset
+from fmlib.experiments.subspace import (
+    Generalisation,
+    TeacherStudent,
+    generalisation,
+    jacobian_lipschitz_estimate,
+    mlp_lipschitz,
+    off_span_trajectories,
+    off_subspace_decay_rule,
+    osdnet_rule,
+    span_ode_law_rule,
+    teacher_student,
+    teacher_student_rule,
+)
+from fmlib.experiments.verdicts import ClaimBroken, Verdict
+from fmlib.ode import SOLVERS, time_grid
+from fmlib.osdnet import span_basis
+from fmlib.theory import gronwall_endpoint_bound
+
+
+@pytest.fixture(scope="module")
+def problem():
+    generator = torch.Generator().manual_seed(0)
+    y = make_dataset("subspace", 30, d=10, k=3, generator=generator, device="cpu", dtype=torch.float64)
+    x0 = torch.randn(24, 10, generator=generator, dtype=torch.float64)
+    return y, span_basis(y), x0
+
+
+class Negated:
+    """Mutation: the field with the wrong sign."""
+
+    def __init__(self, field):
+        self.field = field
+
+    def velocity(self, x, t):
+        return -self.field.velocity(x, t)
+
+    def posterior_mean(self, x, t):
+        return x + (1 - t) * self.velocity(x, t)
+
+
+class Frozen:
+    """Mutation: a solver that ignores the field (the state never moves)."""
+
+    def velocity(self, x, t):
+        return torch.zeros_like(x)
+
+    def posterior_mean(self, x, t):
+        return x
+
+
+# --- the exact law of u* ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", sorted(SOLVERS))
+def test_optimal_field_follows_the_off_span_law(problem, method):
+    y, basis, x0 = problem
+    law = off_span_trajectories(ClosedFormField(y), x0, time_grid(30, spacing="quadratic"), basis, method=method)
+    assert law.law_deviation < 1e-12
+    assert np.allclose(law.path_ratio, 1 - law.times, atol=1e-12)
+    assert np.allclose(law.velocity_ratio[:-1], 1.0, atol=1e-9) and np.isnan(law.velocity_ratio[-1])
+    assert law.sample_ratio.max() < 1e-12
+    finding = span_ode_law_rule({method: law.law_deviation}, {method: float(law.sample_ratio.max())})
+    assert finding.verdict is Verdict.REPRODUCED and finding.claim == "span-ode-law"
+
+
+@pytest.mark.parametrize("mutant", [Negated, Frozen])
+def test_span_law_check_stops_a_broken_field(problem, mutant):
+    y, basis, x0 = problem
+    field = mutant(ClosedFormField(y)) if mutant is Negated else mutant()
+    ts = time_grid(30, t_end=0.9) if mutant is Negated else time_grid(30)
+    law = off_span_trajectories(field, x0, ts, basis)
+    with pytest.raises(ClaimBroken, match="span-ode-law"):
+        span_ode_law_rule({"euler": law.law_deviation}, {"euler": float(law.sample_ratio.max())})
+
+
+def test_off_span_refuses_a_basis_of_another_dimension(problem):
+    y, basis, x0 = problem
+    with pytest.raises(ValueError, match="must match"):
+        off_span_trajectories(ClosedFormField(y), x0[:, :5], time_grid(3, t_end=0.5), basis)
+
+
+# --- verdict rules on contrary data ----------------------------------------------------------------
+
+@pytest.mark.parametrize("osd, mlp, coef, verdict", [
+    (0.01, 0.5, 0.05, Verdict.REPRODUCED),
+    (0.01, 0.015, 0.05, Verdict.PARTLY),   # the MLP is as clean: the split is not what decays
+    (0.01, 0.5, 0.6, Verdict.PARTLY),      # a(t) far from -1/(1 - t)
+    (0.3, 0.5, 0.05, Verdict.NOT_REPRODUCED),
+])
+def test_off_subspace_decay_rule(osd, mlp, coef, verdict):
+    assert off_subspace_decay_rule(osd, mlp, coef).verdict is verdict
+
+
+def test_off_subspace_decay_rule_refuses_nan():
+    with pytest.raises(ValueError, match="finite"):
+        off_subspace_decay_rule(float("nan"), 0.5, 0.1)
+
+
+def found(copies: float, ratio: float) -> Generalisation:
+    return Generalisation(copy_fraction=copies, sample_distance=ratio, held_out_distance=1.0,
+                          held_out_copy_fraction=0.0)
+
+
+@pytest.mark.parametrize("osd, mlp, gen, verdict", [
+    (0.01, 0.5, found(0.0, 0.9), Verdict.REPRODUCED),
+    (0.01, 0.5, found(0.9, 0.1), Verdict.PARTLY),   # clean but copying
+    (0.5, 0.4, found(0.0, 0.9), Verdict.PARTLY),    # generalising but off the span
+    (0.5, 0.4, found(0.9, 0.1), Verdict.NOT_REPRODUCED),
+])
+def test_osdnet_rule(osd, mlp, gen, verdict):
+    assert osdnet_rule(osd, mlp, gen).verdict is verdict
+
+
+def bound_result(distance, certified, estimated) -> TeacherStudent:
+    return TeacherStudent(times=np.linspace(0, 1, 3), error=np.zeros(3), distance=np.asarray(distance, float),
+                          bound_certified=np.asarray(certified, float), bound_estimated=np.asarray(estimated, float),
+                          lipschitz_certified=5.0, lipschitz_estimated=1.0)
+
+
+@pytest.mark.parametrize("certified, estimated, verdict", [
+    ([2.0, 3.0], [1.5, 2.0], Verdict.REPRODUCED),
+    ([500.0, 900.0], [1.5, 2.0], Verdict.PARTLY),
+    ([500.0, 900.0], [0.5, 2.0], Verdict.NOT_REPRODUCED),  # the estimated bound fails on half
+    ([500.0, 900.0], [400.0, 800.0], Verdict.NOT_REPRODUCED),
+])
+def test_teacher_student_rule(certified, estimated, verdict):
+    assert teacher_student_rule(bound_result([1.0, 1.0], certified, estimated)).verdict is verdict
+
+
+def test_teacher_student_rule_stops_when_the_certified_bound_fails():
+    with pytest.raises(ClaimBroken, match="teacher-student-bound"):
+        teacher_student_rule(bound_result([1.0, 1.0], [2.0, 0.5], [2.0, 2.0]))
+
+
+# --- teacher and student ---------------------------------------------------------------------------
+
+class Linear(nn.Module):
+    """v(x, t) = A x + c (no dependence on t)."""
+
+    def __init__(self, a: torch.Tensor, c: torch.Tensor):
+        super().__init__()
+        self.a, self.c = nn.Parameter(a), nn.Parameter(c)
+
+    def forward(self, x, t):
+        return x @ self.a.T + self.c
+
+
+class LinearTeacher:
+    def __init__(self, a):
+        self.a = a
+
+    def velocity(self, x, t):
+        return x @ self.a.T
+
+    def posterior_mean(self, x, t):
+        return x + (1 - t) * self.velocity(x, t)
+
+
+def test_teacher_student_bound_on_linear_fields_and_the_ignored_error_mutation():
+    generator = torch.Generator().manual_seed(1)
+    a = torch.randn(4, 4, generator=generator, dtype=torch.float64)
+    c = 0.1 * torch.randn(4, generator=generator, dtype=torch.float64)
+    student = Linear(a, c)
+    lipschitz = float(torch.linalg.matrix_norm(a, 2))
+    x0 = torch.randn(32, 4, generator=generator, dtype=torch.float64)
+    result = teacher_student(LinearTeacher(a), student, x0, time_grid(40), lipschitz)
+    assert np.allclose(result.error[:-1], float(c.norm()))
+    assert abs(result.lipschitz_estimated - lipschitz) < 1e-9  # the Jacobian is A everywhere
+    assert np.all(result.distance <= result.bound_certified) and np.all(result.distance > 0)
+    assert teacher_student_rule(result).verdict is Verdict.REPRODUCED
+    ignored = dataclasses.replace(result, bound_certified=gronwall_endpoint_bound(
+        result.times, np.zeros((result.times.size, 32)), lipschitz))
+    with pytest.raises(ClaimBroken, match="teacher-student-bound"):
+        teacher_student_rule(ignored)
+
+
+class TimeMLP(nn.Module):
+    def __init__(self, d: int):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(d + 1, 32), nn.SiLU(), nn.Linear(32, 32), nn.SiLU(), nn.Linear(32, d))
+
+    def forward(self, x, t):
+        return self.layers(torch.cat([x, t.unsqueeze(1)], dim=1))
+
+
+def test_certified_mlp_lipschitz_dominates_the_jacobian_estimate():
+    torch.manual_seed(0)
+    net = TimeMLP(3).double()
+    points = 3 * torch.randn(4, 64, 3, dtype=torch.float64)
+    times = np.array([0.0, 0.3, 0.6, 0.9])
+    estimate = jacobian_lipschitz_estimate(lambda x, t: net(x, torch.full((x.shape[0],), t, dtype=x.dtype)),
+                                           points, times)
+    assert 0 < estimate <= mlp_lipschitz(net, 3, "silu")
+    with pytest.raises(ValueError, match="first nn"):
+        mlp_lipschitz(net, 40, "silu")
+
+
+def test_generalisation_tells_copies_from_fresh_points(problem):
+    y, _, _ = problem
+    generator = torch.Generator().manual_seed(3)
+    fresh = make_dataset("subspace", 60, d=10, k=3, generator=torch.Generator().manual_seed(0), device="cpu",
+                         dtype=torch.float64)[30:]
+    copies = y[:20] + 1e-4 * torch.randn(20, 10, generator=generator, dtype=torch.float64)
+    assert generalisation(copies, y, fresh).copy_fraction == 1.0
+    assert generalisation(copies, y, fresh).distance_ratio < 0.01
+    assert generalisation(fresh[:15], y, fresh[15:]).distance_ratio > 0.5
