@@ -31,8 +31,9 @@ import torch
 from torch import Tensor, nn
 
 from fmlib._checks import check_choice, check_data, check_positive_int
+from fmlib.nets import VelocityMLP, register_net
 
-__all__ = ["OSDNet", "RankReport", "check_basis", "numerical_rank", "span_basis"]
+__all__ = ["OSDNet", "RankReport", "check_basis", "make_osdnet", "numerical_rank", "span_basis"]
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,11 @@ def numerical_rank(data: Tensor, *, centre: bool = False, rtol: float | None = N
     .. math::
 
         \operatorname{rank} = \#\{ i : \sigma_i > \text{rtol} \cdot \sigma_1 \}, \qquad
-        \text{rtol} = \max(n, d)\, \varepsilon_{\text{float64}} \ \text{by default}
+        \text{rtol} = \max(n, d)\, \varepsilon_{\text{dtype}} \ \text{by default}
 
-    (numpy's ``matrix_rank`` convention). With ``centre=True`` the column means are subtracted
+    (numpy's ``matrix_rank`` convention, with the machine epsilon of the data's dtype: float32 data
+    carry round-off of relative size 1e-7, which a float64 tolerance would count as rank). With
+    ``centre=True`` the column means are subtracted
     first: the rank of the affine hull, e.g. of the digits after centring. The linear span, which
     the optimal field's samples stay in, is that of the uncentred data (``centre=False``).
 
@@ -78,7 +81,7 @@ def numerical_rank(data: Tensor, *, centre: bool = False, rtol: float | None = N
         x = x - x.mean(dim=0, keepdim=True)
     sigma = torch.linalg.svdvals(x).cpu()
     if rtol is None:
-        rtol = max(x.shape) * torch.finfo(torch.float64).eps
+        rtol = max(x.shape) * torch.finfo(data.dtype).eps
     elif not 0.0 < rtol < 1.0:
         raise ValueError(f"rtol must lie in (0, 1), got {rtol!r}")
     tolerance = float(rtol * sigma[0]) if sigma.numel() else 0.0
@@ -86,17 +89,23 @@ def numerical_rank(data: Tensor, *, centre: bool = False, rtol: float | None = N
 
 
 def span_basis(data: Tensor, k: int | None = None, *, rtol: float | None = None) -> Tensor:
-    r"""An orthonormal basis :math:`U` (d, k) of the span of the data rows, from one thin SVD.
+    r"""An orthonormal basis :math:`U` (d, k) of the span of the data rows, from one SVD, computed once.
 
-    .. math:: Y = \tilde U \Sigma V^\top \ (\text{thin SVD of } Y \in \mathbb{R}^{n \times d}), \qquad U = V_{:, 1:k}
+    .. math:: Y = \tilde U \Sigma V^\top \ (\text{SVD of } Y \in \mathbb{R}^{n \times d}), \qquad U = V_{:, 1:k}
 
-    the leading k right singular vectors. Cost :math:`O(n d \min(n, d))`, once: no more than one pass
-    of the closed form over :math:`B \ge \min(n, d)` queries (:math:`O(B n d)`).
+    the leading k right singular vectors. float64 data: LAPACK's thin SVD of Y. float32 data: the
+    same from the eigendecomposition of the float64 Gram matrix, :math:`Y^\top Y = V \Sigma^2 V^\top`
+    when n >= d, else :math:`Y Y^\top = \tilde U \Sigma^2 \tilde U^\top` and
+    :math:`V = Y^\top \tilde U \Sigma^{-1}` (re-orthonormalised by a QR); its singular values carry an
+    error of about :math:`\sqrt{\varepsilon_{64}} \sigma_1 \approx 1.5 \cdot 10^{-8} \sigma_1`, below
+    the float32 rank tolerance. Cost: one GEMM of :math:`n d \min(n, d)` and an eigendecomposition
+    of size :math:`\min(n, d)`, no more than one pass of the closed form over B = n queries
+    (:math:`2 n^2 d`; ratios in ``benchmarks/span_basis.py``).
 
     Args:
         data: (n, d) training points (the linear span: not centred).
         k: the subspace dimension, 1 <= k <= min(d, numerical rank); None: the numerical rank.
-        rtol: relative tolerance of :func:`numerical_rank`.
+        rtol: relative tolerance of :func:`numerical_rank` (default: max(n, d) times the dtype's epsilon).
 
     Returns:
         (d, k) float64 tensor on the data's device, :math:`U^\top U = I_k`.
@@ -111,8 +120,15 @@ def span_basis(data: Tensor, k: int | None = None, *, rtol: float | None = None)
         if k > d:
             raise ValueError(f"k={k} exceeds the dimension d={d}; a subspace of R^d has dimension k <= d")
     x = data.detach().to(dtype=torch.float64)
-    _, sigma, vh = torch.linalg.svd(x, full_matrices=False)
-    report_rtol = max(x.shape) * torch.finfo(torch.float64).eps if rtol is None else rtol
+    if data.dtype == torch.float64:
+        _, sigma, vh = torch.linalg.svd(x, full_matrices=False)
+        vectors = vh.T
+    else:
+        gram = x.T @ x if x.shape[0] >= d else x @ x.T
+        eigenvalues, eigenvectors = torch.linalg.eigh(gram)
+        sigma = eigenvalues.flip(0).clamp(min=0.0).sqrt()
+        vectors = eigenvectors.flip(1)
+    report_rtol = max(x.shape) * torch.finfo(data.dtype).eps if rtol is None else rtol
     rank = int((sigma > report_rtol * sigma[0]).sum())
     if k is None:
         k = rank
@@ -122,7 +138,9 @@ def span_basis(data: Tensor, k: int | None = None, *, rtol: float | None = None)
             f"{report_rtol:.1e} x the largest count as zero); a basis of the span has at most {rank} vectors: "
             f"use k <= {rank}"
         )
-    return vh[:k].T.contiguous()
+    if data.dtype == torch.float64 or x.shape[0] >= d:
+        return vectors[:, :k].contiguous()
+    return torch.linalg.qr(x.T @ (vectors[:, :k] / sigma[:k])).Q.contiguous()
 
 
 def check_basis(basis: Tensor, *, atol: float = 1e-5) -> Tensor:
@@ -157,26 +175,6 @@ def check_basis(basis: Tensor, *, atol: float = 1e-5) -> Tensor:
     return basis
 
 
-class _InnerMLP(nn.Module):
-    r"""Stand-in for :class:`fmlib.nets.VelocityMLP` until it lands: an MLP on :math:`[z, t, \sin, \cos(2^j \pi t)]`."""
-
-    def __init__(self, k: int, *, width: int, depth: int, activation: str, time_features: int) -> None:
-        super().__init__()
-        activations = {"silu": nn.SiLU, "tanh": nn.Tanh, "relu": nn.ReLU}
-        make = activations[check_choice(activation, activations, "activation")]
-        self.register_buffer("frequencies", torch.pi * 2.0 ** torch.arange(time_features // 2), persistent=False)
-        layers: list[nn.Module] = []
-        fan_in = k + 1 + 2 * (time_features // 2)
-        for _ in range(check_positive_int(depth, "depth")):
-            layers += [nn.Linear(fan_in, check_positive_int(width, "width")), make()]
-            fan_in = width
-        self.layers = nn.Sequential(*layers, nn.Linear(fan_in, k))
-
-    def forward(self, z: Tensor, t: Tensor) -> Tensor:
-        angle = t.to(z.dtype).unsqueeze(1) * self.frequencies.to(z.dtype)
-        return self.layers(torch.cat([z, t.to(z.dtype).unsqueeze(1), angle.sin(), angle.cos()], dim=1))
-
-
 class OSDNet(nn.Module):
     r"""OSDNet, **our rendering**: an in-span network plus a diagonal off-span part (module docstring).
 
@@ -185,10 +183,10 @@ class OSDNet(nn.Module):
         v(x, t) = U f(U^\top x, t) + (I - U U^\top)\, \operatorname{diag}(a(t))\, x, \qquad
         a(t) = \frac{b(t)}{\max(1 - t,\ 10^{-6})}
 
-    ``f`` is :class:`fmlib.nets.VelocityMLP` in dimension k. ``b`` is piecewise linear in t on
-    ``knots`` equally spaced knots of [0, 1], one value per knot (``coefficients="shared"``) or one
-    per knot and coordinate (``"coordinate"``), starting at 0. The clamp of 1 - t only matters at
-    t = 1, where the denoiser form :math:`x + (1 - t) v` of the last solver step stays finite.
+    ``f`` is :class:`fmlib.nets.VelocityMLP` in dimension k (input :math:`[z, t, \phi(t)]`). ``b`` is
+    piecewise linear in t on ``knots`` equally spaced knots of [0, 1], one value per knot
+    (``coefficients="shared"``) or one per knot and coordinate (``"coordinate"``), starting at 0. The clamp of 1 - t
+    only matters at t = 1, where the denoiser form :math:`x + (1 - t) v` of the last solver step stays finite.
 
     Args:
         basis: (d, k) orthonormal basis of the data's span (:func:`span_basis`), checked by
@@ -222,7 +220,7 @@ class OSDNet(nn.Module):
         if knots < 2:
             raise ValueError(f"knots must be >= 2 (b(t) is piecewise linear between knots), got {knots}")
         self.register_buffer("basis", basis.detach().to(torch.float32).clone())
-        self.inner = _InnerMLP(k, width=width, depth=depth, activation=activation, time_features=time_features)
+        self.inner = VelocityMLP(k, width=width, depth=depth, activation=activation, time_features=time_features)
         self.knots = knots
         self.b = nn.Parameter(torch.zeros(1 if coefficients == "shared" else d, knots))
 
@@ -244,3 +242,31 @@ class OSDNet(nn.Module):
         inside = self.inner(x @ u, t) @ u.T
         scaled = self.off_span_rate(t).to(x.dtype) * x
         return inside + scaled - (scaled @ u) @ u.T
+
+
+def make_osdnet(
+    d: int,
+    *,
+    basis: list[list[float]] | None = None,
+    width: int = 64,
+    depth: int = 2,
+    activation: str = "silu",
+    time_features: int = 16,
+    coefficients: str = "shared",
+    knots: int = 17,
+) -> OSDNet:
+    """The factory of :data:`fmlib.nets.NETS` ``"osdnet"``: an :class:`OSDNet` for dimension d.
+
+    ``basis`` (d lists of k floats: JSON, so that :mod:`fmlib.train` keys the checkpoint by it) is
+    required; build it with ``span_basis(data, k).tolist()``.
+    """
+    if basis is None:
+        raise ValueError("net 'osdnet' needs the option basis: span_basis(data, k).tolist(), (d, k) orthonormal")
+    net = OSDNet(basis, width=width, depth=depth, activation=activation, time_features=time_features,
+                 coefficients=coefficients, knots=knots)
+    if net.basis.shape[0] != d:
+        raise ValueError(f"basis has d={net.basis.shape[0]} rows but the data have d={d}; build it from these data")
+    return net
+
+
+register_net("osdnet", make_osdnet)

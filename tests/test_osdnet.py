@@ -212,3 +212,45 @@ def test_gronwall_bound_per_trajectory_and_bad_input():
         gronwall_endpoint_bound(ts, -eps, 1.0)
     with pytest.raises(ValueError, match="lipschitz"):
         gronwall_endpoint_bound(ts, eps, -1.0)
+
+
+# --- the registry and training ---------------------------------------------------------------------
+
+def test_make_osdnet_needs_a_basis_of_the_data_dimension():
+    from fmlib.nets import make_net
+
+    u = span_basis(subspace_data())
+    assert isinstance(make_net("osdnet", 12, basis=u.tolist()), OSDNet)
+    with pytest.raises(ValueError, match="needs the option basis"):
+        make_net("osdnet", 12)
+    with pytest.raises(ValueError, match="d=12 rows but the data have d=13"):
+        make_net("osdnet", 13, basis=u.tolist())
+
+
+def test_training_moves_the_coefficient_toward_minus_one(tmp_path):
+    from fmlib.train import TrainConfig, train_or_load
+
+    y = subspace_data(n=32, d=6, k=2).float()
+    config = TrainConfig(net="osdnet", net_options={"basis": span_basis(y).tolist(), "width": 8, "knots": 5},
+                         steps=300, batch_size=64, lr=1e-2)
+    model = train_or_load(config, y, store=tmp_path, device="cpu", progress=False)
+    b = model.ema.coefficient(torch.linspace(0, 0.75, 4))
+    assert float((b + 1).abs().max()) < 0.25, b
+    again = train_or_load(config, y, store=tmp_path, device="cpu", progress=False)
+    assert again.loaded and torch.equal(again.ema.b, model.ema.b)
+
+
+def test_float32_round_off_does_not_count_as_rank():
+    """Mutation guard: a float64 tolerance on float32 data would see a full-rank basis (no off-span part at all)."""
+    y = subspace_data(n=32, d=6, k=2).float()
+    assert numerical_rank(y).rank == 2 and span_basis(y).shape == (6, 2)
+    assert numerical_rank(y, rtol=1e-14).rank == 6
+
+
+@pytest.mark.parametrize("n, d, k", [(40, 12, 3), (8, 30, 5), (64, 64, 64)])
+def test_float32_basis_from_the_gram_matrix_matches_the_svd(n, d, k):
+    y = subspace_data(n=n, d=d, k=k)
+    u32, u64 = span_basis(y.float()), span_basis(y.float().double(), rtol=1e-5)
+    assert u32.shape == u64.shape == (d, min(n, k))
+    assert torch.allclose(u32.T @ u32, torch.eye(u32.shape[1], dtype=u32.dtype), atol=1e-12)
+    assert torch.allclose(u32 @ u32.T, u64 @ u64.T, atol=1e-6)

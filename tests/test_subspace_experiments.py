@@ -17,9 +17,7 @@ from torch import nn
 from fmlib.closed_form import ClosedFormField
 from fmlib.data import make_dataset
 from fmlib.experiments.subspace import (
-    Generalisation,
     TeacherStudent,
-    generalisation,
     jacobian_lipschitz_estimate,
     mlp_lipschitz,
     off_span_trajectories,
@@ -30,6 +28,7 @@ from fmlib.experiments.subspace import (
     teacher_student_rule,
 )
 from fmlib.experiments.verdicts import ClaimBroken, Verdict
+from fmlib.generalisation import summarise
 from fmlib.ode import SOLVERS, time_grid
 from fmlib.osdnet import span_basis
 from fmlib.theory import gronwall_endpoint_bound
@@ -113,19 +112,26 @@ def test_off_subspace_decay_rule_refuses_nan():
         off_subspace_decay_rule(float("nan"), 0.5, 0.1)
 
 
-def found(copies: float, ratio: float) -> Generalisation:
-    return Generalisation(copy_fraction=copies, sample_distance=ratio, held_out_distance=1.0,
-                          held_out_copy_fraction=0.0)
+def found(copies: bool, general: bool):
+    """Generalisation measured on samples that copy the training points or are fresh points of the law."""
+    generator = torch.Generator().manual_seed(0)
+    points = make_dataset("subspace", 90, d=10, k=3, generator=generator, device="cpu", dtype=torch.float64)
+    train, held_out = points[:30], points[30:60]
+    near = train[:20] + 1e-4 * torch.randn(20, 10, generator=generator, dtype=torch.float64)
+    far = points[60:80]
+    samples = torch.cat([near if copies else far, far if general else near])
+    return summarise(samples, train, held_out)
 
 
 @pytest.mark.parametrize("osd, mlp, gen, verdict", [
-    (0.01, 0.5, found(0.0, 0.9), Verdict.REPRODUCED),
-    (0.01, 0.5, found(0.9, 0.1), Verdict.PARTLY),   # clean but copying
-    (0.5, 0.4, found(0.0, 0.9), Verdict.PARTLY),    # generalising but off the span
-    (0.5, 0.4, found(0.9, 0.1), Verdict.NOT_REPRODUCED),
+    (0.01, 0.5, (False, True), Verdict.REPRODUCED),
+    (0.01, 0.5, (True, False), Verdict.PARTLY),   # clean but copying
+    (0.01, 0.5, (True, True), Verdict.PARTLY),    # clean, half the samples copy
+    (0.5, 0.4, (False, True), Verdict.PARTLY),    # generalising but off the span
+    (0.5, 0.4, (True, False), Verdict.NOT_REPRODUCED),
 ])
 def test_osdnet_rule(osd, mlp, gen, verdict):
-    assert osdnet_rule(osd, mlp, gen).verdict is verdict
+    assert osdnet_rule(osd, mlp, found(*gen)).verdict is verdict
 
 
 def bound_result(distance, certified, estimated) -> TeacherStudent:
@@ -210,14 +216,3 @@ def test_certified_mlp_lipschitz_dominates_the_jacobian_estimate():
     assert 0 < estimate <= mlp_lipschitz(net, 3, "silu")
     with pytest.raises(ValueError, match="first nn"):
         mlp_lipschitz(net, 40, "silu")
-
-
-def test_generalisation_tells_copies_from_fresh_points(problem):
-    y, _, _ = problem
-    generator = torch.Generator().manual_seed(3)
-    fresh = make_dataset("subspace", 60, d=10, k=3, generator=torch.Generator().manual_seed(0), device="cpu",
-                         dtype=torch.float64)[30:]
-    copies = y[:20] + 1e-4 * torch.randn(20, 10, generator=generator, dtype=torch.float64)
-    assert generalisation(copies, y, fresh).copy_fraction == 1.0
-    assert generalisation(copies, y, fresh).distance_ratio < 0.01
-    assert generalisation(fresh[:15], y, fresh[15:]).distance_ratio > 0.5

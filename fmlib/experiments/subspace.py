@@ -9,7 +9,8 @@ the training points, :math:`P = I - U U^\top` the projector off the span.
   :math:`\|P v(x(t), t)\|` relative to :math:`\|P x(0)\|`, and the deviation from the exact law of the
   optimal field, :math:`P x(t) = (1 - t) P x(0)` (for :math:`u^*` the off-span velocity ratio is 1 at
   every t, and the sample ratio 0).
-- :func:`generalisation`: copy fraction and nearest-neighbour distances of samples against held-out points.
+- generalisation inside the span: :func:`fmlib.generalisation.summarise` (copy fraction, nearest
+  distances against held-out points), as in the learned-fields chapter.
 - :func:`teacher_student`: the student's error along the teacher's path and Gronwall's bound
   (:func:`fmlib.theory.gronwall_endpoint_bound`) against the actual endpoint distance, with a
   certified Lipschitz constant (:func:`mlp_lipschitz`) and an uncertified Jacobian estimate
@@ -24,32 +25,50 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
-from fmlib._checks import check_batch, check_field
+from fmlib._checks import check_batch, check_choice, check_field
+from fmlib.closed_form import ClosedFormField
+from fmlib.data import make_dataset
 from fmlib.experiments.verdicts import Finding, Verdict, graded, require
-from fmlib.neighbours import copy_fraction, nearest_neighbor_distance
-from fmlib.ode import Field, Velocity, integrate
-from fmlib.osdnet import check_basis
+from fmlib.generalisation import Generalisation
+from fmlib.ode import SOLVERS, Field, Velocity, integrate
+from fmlib.osdnet import check_basis, numerical_rank, span_basis
+from fmlib.teacher import ClosedFormTeacher
 from fmlib.theory import ACTIVATION_LIPSCHITZ, gronwall_endpoint_bound, mlp_lipschitz_bound
+from fmlib.train import TrainConfig, TrainedModel, train_or_load
 
 __all__ = [
-    "Generalisation",
+    "TEACHER_LOSS",
     "ModuleField",
     "OffSpan",
+    "Setup",
     "TeacherStudent",
-    "generalisation",
+    "Trained",
+    "coefficient_curve",
     "jacobian_lipschitz_estimate",
+    "make_setup",
+    "mlp_config",
     "mlp_lipschitz",
     "off_span",
     "off_span_trajectories",
     "off_subspace_decay_rule",
+    "osdnet_config",
     "osdnet_rule",
+    "solver_laws",
     "span_ode_law_rule",
     "teacher_student",
     "teacher_student_rule",
+    "train_and_measure",
+    "train_grid",
 ]
+
+
+TEACHER_LOSS = ClosedFormTeacher.name
+"""The loss of the student: regress on the closed form u* of the training points (:mod:`fmlib.teacher`)."""
 
 
 def off_span(y: Tensor, basis: Tensor) -> Tensor:
@@ -173,48 +192,13 @@ def off_subspace_decay_rule(
     )
 
 
-@dataclass(frozen=True)
-class Generalisation:
-    r"""How samples sit among the training points, against held-out points of the same law.
-
-    Attributes:
-        copy_fraction: fraction of samples within 1/3 of their second-nearest distance of a training
-            point (:func:`fmlib.neighbours.copy_fraction`).
-        sample_distance: median distance of a sample to its nearest training point.
-        held_out_distance: median distance of a held-out point to its nearest training point.
-        held_out_copy_fraction: the copy fraction of the held-out points (the level of fresh data).
-    """
-
-    copy_fraction: float
-    sample_distance: float
-    held_out_distance: float
-    held_out_copy_fraction: float
-
-    @property
-    def distance_ratio(self) -> float:
-        """sample_distance / held_out_distance: about 1 for fresh-looking samples, 0 for copies."""
-        return self.sample_distance / self.held_out_distance
-
-
-def generalisation(samples: Tensor, train: Tensor, held_out: Tensor) -> Generalisation:
-    """Copy fraction and nearest-neighbour distances of ``samples`` (B, d) and ``held_out`` (M, d) to ``train``."""
-    train = train.to(samples)
-    held_out = held_out.to(samples)
-    return Generalisation(
-        copy_fraction=copy_fraction(samples, train),
-        sample_distance=float(nearest_neighbor_distance(samples, train).distance.median()),
-        held_out_distance=float(nearest_neighbor_distance(held_out, train).distance.median()),
-        held_out_copy_fraction=copy_fraction(held_out, train),
-    )
-
-
 def osdnet_rule(
     osdnet_ratio: float, mlp_ratio: float, found: Generalisation, *, small: float = 0.05, copies: float = 0.1
 ) -> Finding:
     r"""Claim ``osdnet``: splitting the field removes the off-span part and lets the in-span part generalise.
 
     Rule (fixed before the run), with the median sample off-span ratios and OSDNet's
-    :class:`Generalisation`:
+    :class:`fmlib.generalisation.Generalisation` (from :func:`fmlib.generalisation.summarise`):
 
     - REPRODUCED: OSDNet's off-span ratio <= ``small`` and below the MLP's, AND it generalises:
       copy fraction <= ``copies`` and sample-to-training distances at least half the held-out ones;
@@ -222,11 +206,11 @@ def osdnet_rule(
     - NOT_REPRODUCED: neither.
     """
     clean = osdnet_ratio <= small and osdnet_ratio < mlp_ratio
-    general = found.copy_fraction <= copies and found.distance_ratio >= 0.5
+    general = found.copy_fraction <= copies and found.distances.ratio >= 0.5
     return Finding(
         "osdnet", graded(clean and general, clean or general),
         f"off-span ratio OSDNet {osdnet_ratio:.3g} vs MLP {mlp_ratio:.3g}; OSDNet copy fraction "
-        f"{found.copy_fraction:.2f}, NN distance {found.distance_ratio:.2f} x held-out's",
+        f"{found.copy_fraction:.2f}, NN distance {found.distances.ratio:.2f} x held-out's",
         f"reproduced if OSDNet's off-span ratio <= {small:g} and below the MLP's AND copy fraction <= {copies:g} "
         "with NN distances >= 0.5 x held-out's; partly if one half holds; else not reproduced",
     )
@@ -245,14 +229,15 @@ def mlp_lipschitz(net: nn.Module, d: int, activation: str) -> float:
     return mlp_lipschitz_bound(weights, ACTIVATION_LIPSCHITZ[activation])
 
 
-def jacobian_lipschitz_estimate(velocity: Velocity, points: Tensor, times: np.ndarray) -> float:
+def jacobian_lipschitz_estimate(velocity: Velocity, points: Tensor, times: np.ndarray, *, stride: int = 1) -> float:
     r"""Largest spectral norm of the Jacobian :math:`\partial_x v(x, t)` over the given points and times.
 
-    ``points`` (T, B, d), ``times`` (T,). An *estimate* of the Lipschitz constant over the region
-    those points cover, **not certified**: the supremum between and beyond them can be larger.
+    ``points`` (T, B, d), ``times`` (T,); every ``stride``-th time is used. An *estimate* of the
+    Lipschitz constant over the region those points cover, **not certified**: the supremum between
+    and beyond them can be larger.
     """
     worst = 0.0
-    for x, t in zip(points, times.tolist(), strict=True):
+    for x, t in list(zip(points, times.tolist(), strict=True))[::stride]:
         if t >= 1.0:
             continue
         def single(row: Tensor, t: float = t) -> Tensor:
@@ -304,14 +289,21 @@ class TeacherStudent:
 
 
 def teacher_student(
-    teacher: Field, student: nn.Module, x0: Tensor, ts: Tensor, lipschitz_certified: float, *, jacobian_points: int = 16
+    teacher: Field,
+    student: nn.Module,
+    x0: Tensor,
+    ts: Tensor,
+    lipschitz_certified: float,
+    *,
+    jacobian_points: int = 8,
+    jacobian_stride: int = 5,
 ) -> TeacherStudent:
     r"""Euler trajectories of teacher and student from ``x0`` and :func:`fmlib.theory.gronwall_endpoint_bound`.
 
     :math:`\varepsilon(t_k) = \|v_T(x_k, t_k) - v_S(x_k, t_k)\|` on the teacher's Euler points
     :math:`x_k`; at t = 1 (the last point) it is not needed. ``student`` is a network ``net(x, t)``
     (t of shape (B,)), integrated as a :class:`ModuleField`. The Jacobian estimate of L is taken on
-    the first ``jacobian_points`` trajectories of both fields.
+    the first ``jacobian_points`` trajectories of both fields, at every ``jacobian_stride``-th time.
     """
     x0 = check_batch(x0, "x0")
     student_field = ModuleField(student)
@@ -327,7 +319,7 @@ def teacher_student(
             error[step] = (v_teacher(x, t) - v_student(x, t)).double().norm(dim=1).cpu().numpy()
     distance = (t_run.x - s_run.x).double().norm(dim=1).cpu().numpy()
     region = torch.cat([t_run.trajectory[:, :jacobian_points], s_run.trajectory[:, :jacobian_points]], dim=1)
-    estimated = jacobian_lipschitz_estimate(v_student, region, times)
+    estimated = jacobian_lipschitz_estimate(v_student, region, times, stride=jacobian_stride)
     return TeacherStudent(
         times=times,
         error=np.median(error, axis=1),
@@ -369,3 +361,142 @@ def teacher_student_rule(result: TeacherStudent, *, informative: float = 10.0, r
         f"partly if only the bound with the estimated L is (held on >= 95%, slack <= {informative:g}); "
         "else not reproduced",
     )
+
+
+@dataclass(frozen=True)
+class Setup:
+    r"""Training points, held-out points of the same law, and the span basis of the training points.
+
+    Attributes:
+        train: (n, d) float32 CPU, the training set.
+        held_out: (m, d) float32 CPU, fresh points of the same law (the level of generalisation).
+        basis: (d, k) float64, :func:`fmlib.osdnet.span_basis` of ``train`` (its linear span).
+        rank: numerical rank of ``train`` (linear span); ``centred_rank`` that of the centred data.
+    """
+
+    train: Tensor
+    held_out: Tensor
+    basis: Tensor
+    rank: int
+    centred_rank: int
+
+
+def make_setup(dataset: str, n_train: int, n_held_out: int, *, d: int, k: int, seed: int) -> Setup:
+    """Draw n_train + n_held_out points of ``"subspace"`` (dimension d, subspace k) or ``"digits"`` and split them.
+
+    The basis spans the training points' linear span: k of its dimensions for ``"subspace"`` (a
+    ValueError if k > d or k exceeds the rank, before any training), all of its numerical rank for
+    ``"digits"`` (k is ignored).
+    """
+    check_choice(dataset, ("subspace", "digits"), "dataset")
+    generator = torch.Generator().manual_seed(seed)
+    options = {"d": d, "k": k} if dataset == "subspace" else {}
+    if dataset == "subspace" and k > d:
+        raise ValueError(f"k={k} exceeds d={d}: a subspace of R^d has dimension k <= d")
+    points = make_dataset(dataset, n_train + n_held_out, generator=generator, device="cpu", dtype=torch.float32,
+                          **options)
+    train, held_out = points[:n_train].contiguous(), points[n_train:].contiguous()
+    rank = numerical_rank(train, rtol=1e-5).rank
+    basis = span_basis(train, k if dataset == "subspace" else rank, rtol=1e-5)
+    return Setup(train=train, held_out=held_out, basis=basis, rank=rank,
+                 centred_rank=numerical_rank(train, centre=True, rtol=1e-5).rank)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A trained field and its off-span measurements from the chapter's noise.
+
+    Attributes:
+        model: the :class:`fmlib.train.TrainedModel` (stored and reused by key).
+        off: :class:`OffSpan` of its EMA network from the noise x0, Euler on the grid ts.
+    """
+
+    model: TrainedModel
+    off: OffSpan
+
+
+def train_and_measure(
+    setup: Setup, x0: Tensor, ts: Tensor, config: TrainConfig, *, device: str = "auto", progress: bool = True
+) -> Trained:
+    """:func:`fmlib.train.train_or_load` ``config`` on ``setup.train``; :func:`off_span_trajectories` of its EMA."""
+    model = train_or_load(config, setup.train, device=device, progress=progress)
+    field = ModuleField(model.ema)
+    dev = next(model.ema.parameters()).device
+    with torch.no_grad():
+        off = off_span_trajectories(field, x0.to(dev), ts, setup.basis)
+    return Trained(model=model, off=off)
+
+
+def osdnet_config(setup: Setup, steps: int, *, width: int, lr: float, seed: int, coefficients: str = "shared",
+                  batch_size: int = 128) -> TrainConfig:
+    """The :class:`fmlib.train.TrainConfig` of OSDNet (our rendering) on ``setup`` (the basis enters the key)."""
+    options = {"basis": setup.basis.tolist(), "width": width, "depth": 2, "coefficients": coefficients}
+    return TrainConfig(net="osdnet", net_options=options, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+
+
+def mlp_config(steps: int, *, width: int, depth: int, lr: float, seed: int, loss: str = "cfm",
+               batch_size: int = 128) -> TrainConfig:
+    """The :class:`fmlib.train.TrainConfig` of an unconstrained :class:`fmlib.nets.VelocityMLP` (SiLU)."""
+    options = {"width": width, "depth": depth, "activation": "silu"}
+    return TrainConfig(net="mlp", net_options=options, loss=loss, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+
+
+def coefficient_curve(model: TrainedModel, times: np.ndarray) -> np.ndarray:
+    r"""OSDNet's :math:`b(t) = (1 - t)\, a(t)` at ``times`` (T,): (T,) shared or (T, d) per coordinate; optimum -1."""
+    net = model.ema
+    with torch.no_grad():
+        t = torch.as_tensor(times, dtype=torch.float32, device=net.b.device)
+        values = net.coefficient(t).cpu().double().numpy()
+    return values[:, 0] if values.shape[1] == 1 else values
+
+
+def solver_laws(
+    cases: dict[str, tuple[Tensor, Tensor, Tensor]], ts: Tensor
+) -> tuple[pd.DataFrame, dict[tuple[str, str], OffSpan]]:
+    r"""The closed form of each case integrated with every solver of :data:`fmlib.ode.SOLVERS`.
+
+    Args:
+        cases: name -> (training points (n, d), span basis (d, k), noise x0 (B, d)), all float64.
+        ts: the grid, ending at 1.
+
+    Returns:
+        a table (data, d, rank, solver, largest deviation from :math:`(1 - t) P x(0)`, largest
+        :math:`\|P x(1)\| / \|P x(0)\|`) and the :class:`OffSpan` of each (case, solver).
+    """
+    rows, laws = [], {}
+    for name, (data, basis, x0) in cases.items():
+        field = ClosedFormField(data)
+        for method in SOLVERS:
+            law = off_span_trajectories(field, x0, ts, basis, method=method)
+            laws[name, method] = law
+            rows.append({"data": name, "d": data.shape[1], "span dimension": basis.shape[1], "solver": method,
+                         "max deviation from (1-t) P x(0)": law.law_deviation,
+                         "max |P x(1)| / |P x(0)|": float(law.sample_ratio.max())})
+    return pd.DataFrame(rows), laws
+
+
+def train_grid(
+    setups: dict[int, Setup],
+    noise: dict[int, Tensor],
+    ts: Tensor,
+    plan: list[tuple[str, int, TrainConfig]],
+    *,
+    device: str = "auto",
+    progress: bool = True,
+) -> tuple[pd.DataFrame, dict[tuple[str, int, int], Trained]]:
+    r"""Train (or load) every (label, d, config) of ``plan`` on ``setups[d]`` and measure its off-span part.
+
+    Returns:
+        a table (net, d, steps, median :math:`\|P x(1)\| / \|P x(0)\|`, median off-span velocity ratio
+        over the times before 1, last logged training loss, training seconds) and the
+        :class:`Trained` of each (label, d, steps).
+    """
+    rows, runs = [], {}
+    for label, d, config in tqdm(plan, desc="train", disable=not progress):
+        run = train_and_measure(setups[d], noise[d], ts, config, device=device, progress=False)
+        runs[label, d, config.steps] = run
+        rows.append({"net": label, "d": d, "steps": config.steps,
+                     "off-span at t=1": float(np.median(run.off.sample_ratio)),
+                     "off-span velocity": float(np.nanmedian(run.off.velocity_ratio)),
+                     "loss": float(run.model.losses[-1]), "seconds": run.model.seconds})
+    return pd.DataFrame(rows), runs
