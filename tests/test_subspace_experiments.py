@@ -18,14 +18,20 @@ from fmlib.closed_form import ClosedFormField
 from fmlib.data import make_dataset
 from fmlib.experiments.subspace import (
     TeacherStudent,
+    coefficient_curve,
     jacobian_lipschitz_estimate,
+    make_setup,
+    mlp_config,
     mlp_lipschitz,
     off_span_trajectories,
     off_subspace_decay_rule,
+    osdnet_config,
     osdnet_rule,
+    solver_laws,
     span_ode_law_rule,
     teacher_student,
     teacher_student_rule,
+    train_grid,
 )
 from fmlib.experiments.verdicts import ClaimBroken, Verdict
 from fmlib.generalisation import summarise
@@ -216,3 +222,30 @@ def test_certified_mlp_lipschitz_dominates_the_jacobian_estimate():
     assert 0 < estimate <= mlp_lipschitz(net, 3, "silu")
     with pytest.raises(ValueError, match="first nn"):
         mlp_lipschitz(net, 40, "silu")
+
+
+# --- set-up, laws of every solver, the training grid ------------------------------------------------
+
+def test_make_setup_checks_k_before_any_work_and_measures_the_digits():
+    with pytest.raises(ValueError, match="k=9 exceeds d=8"):
+        make_setup("subspace", 20, 5, d=8, k=9, seed=0)
+    with pytest.raises(ValueError, match="numerical rank 4"):
+        make_setup("subspace", 4, 5, d=8, k=6, seed=0)  # 4 points span at most 4 dimensions
+    setup = make_setup("subspace", 20, 5, d=8, k=3, seed=0)
+    assert setup.basis.shape == (8, 3) and setup.rank == 3 and setup.held_out.shape == (5, 8)
+    digits = make_setup("digits", 300, 0, d=64, k=0, seed=0)
+    assert digits.centred_rank < digits.rank <= 64 and digits.basis.shape == (64, digits.rank)
+
+
+def test_solver_laws_and_train_grid(problem, tmp_path, monkeypatch):
+    monkeypatch.setenv("FMLIB_RESULTS", str(tmp_path))
+    y, basis, x0 = problem
+    table, laws = solver_laws({"toy": (y, basis, x0)}, time_grid(8, spacing="quadratic"))
+    assert set(laws) == {("toy", m) for m in SOLVERS}
+    assert list(table["solver"]) == sorted(SOLVERS) and table["max deviation from (1-t) P x(0)"].max() < 1e-12
+    setup = make_setup("subspace", 24, 8, d=6, k=2, seed=0)
+    plan = [("MLP", 6, mlp_config(3, width=8, depth=1, lr=1e-3, seed=0)),
+            ("OSDNet", 6, osdnet_config(setup, 3, width=8, lr=1e-3, seed=0))]
+    grid, runs = train_grid({6: setup}, {6: torch.randn(10, 6)}, time_grid(4), plan, device="cpu", progress=False)
+    assert list(grid["net"]) == ["MLP", "OSDNet"] and set(runs) == {("MLP", 6, 3), ("OSDNet", 6, 3)}
+    assert coefficient_curve(runs["OSDNet", 6, 3].model, np.linspace(0, 0.9, 5)).shape == (5,)

@@ -382,7 +382,7 @@ class Setup:
 
 
 def make_setup(dataset: str, n_train: int, n_held_out: int, *, d: int, k: int, seed: int) -> Setup:
-    """Draw n_train + n_held_out points of ``"subspace"`` (dimension d, subspace k) or ``"digits"`` and split them.
+    """Draw n_train + n_held_out (>= 0) points of ``"subspace"`` (dimension d, subspace k) or ``"digits"``; split them.
 
     The basis spans the training points' linear span: k of its dimensions for ``"subspace"`` (a
     ValueError if k > d or k exceeds the rank, before any training), all of its numerical rank for
