@@ -116,7 +116,8 @@ def off_span_trajectories(
     check_basis(basis)
     if basis.shape[0] != x0.shape[1]:
         raise ValueError(f"basis has d={basis.shape[0]} rows but x0 has d={x0.shape[1]}; they must match")
-    result = integrate(field, x0, ts, method=method, return_trajectory=True)
+    with torch.no_grad():
+        result = integrate(field, x0, ts, method=method, return_trajectory=True)
     times = result.ts.numpy()
     off = off_span(result.trajectory.double(), basis)  # (K + 1, B, d)
     start = off[0].norm(dim=-1).clamp(min=1e-300)
@@ -420,11 +421,8 @@ def train_and_measure(
 ) -> Trained:
     """:func:`fmlib.train.train_or_load` ``config`` on ``setup.train``; :func:`off_span_trajectories` of its EMA."""
     model = train_or_load(config, setup.train, device=device, progress=progress)
-    field = ModuleField(model.ema)
     dev = next(model.ema.parameters()).device
-    with torch.no_grad():
-        off = off_span_trajectories(field, x0.to(dev), ts, setup.basis)
-    return Trained(model=model, off=off)
+    return Trained(model=model, off=off_span_trajectories(ModuleField(model.ema), x0.to(dev), ts, setup.basis))
 
 
 def osdnet_config(setup: Setup, steps: int, *, width: int, lr: float, seed: int, coefficients: str = "shared",
