@@ -240,7 +240,8 @@ def test_make_setup_checks_k_before_any_work_and_measures_the_digits():
 def test_solver_laws_and_train_grid(problem, tmp_path, monkeypatch):
     monkeypatch.setenv("FMLIB_RESULTS", str(tmp_path))
     y, basis, x0 = problem
-    table, laws = solver_laws({"toy": (y, basis, x0)}, time_grid(8, spacing="quadratic"))
+    assert basis.shape == (10, 3)
+    table, laws = solver_laws({"toy": (y, 3, x0)}, time_grid(8, spacing="quadratic"))
     assert set(laws) == {("toy", m) for m in SOLVERS}
     assert list(table["solver"]) == sorted(SOLVERS) and table["max deviation from (1-t) P x(0)"].max() < 1e-12
     setup = make_setup("subspace", 24, 8, d=6, k=2, seed=0)

@@ -139,7 +139,7 @@ def off_span_trajectories(
     )
 
 
-def span_ode_law_rule(deviations: dict[str, float], endpoint: dict[str, float], *, tol: float = 1e-6) -> Finding:
+def span_ode_law_rule(deviations: dict[str, float], endpoint: dict[str, float], *, tol: float = 1e-10) -> Finding:
     r"""Claim ``span-ode-law`` (an identity): :math:`P x(t) = (1 - t) P x(0)` along u* for every solver.
 
     Rule: every solver's relative deviation from the law (:attr:`OffSpan.law_deviation`) and every
@@ -369,8 +369,9 @@ class Setup:
     r"""Training points, held-out points of the same law, and the span basis of the training points.
 
     Attributes:
-        train: (n, d) float32 CPU, the training set.
-        held_out: (m, d) float32 CPU, fresh points of the same law (the level of generalisation).
+        train: (n, d) float64 CPU, the training set (float64, so that subspace data lie on their
+            subspace to float64 round-off; :func:`fmlib.train.train_or_load` trains on its float32 copy).
+        held_out: (m, d) float64 CPU, fresh points of the same law (the level of generalisation).
         basis: (d, k) float64, :func:`fmlib.osdnet.span_basis` of ``train`` (its linear span).
         rank: numerical rank of ``train`` (linear span); ``centred_rank`` that of the centred data.
     """
@@ -394,13 +395,13 @@ def make_setup(dataset: str, n_train: int, n_held_out: int, *, d: int, k: int, s
     options = {"d": d, "k": k} if dataset == "subspace" else {}
     if dataset == "subspace" and k > d:
         raise ValueError(f"k={k} exceeds d={d}: a subspace of R^d has dimension k <= d")
-    points = make_dataset(dataset, n_train + n_held_out, generator=generator, device="cpu", dtype=torch.float32,
+    points = make_dataset(dataset, n_train + n_held_out, generator=generator, device="cpu", dtype=torch.float64,
                           **options)
     train, held_out = points[:n_train].contiguous(), points[n_train:].contiguous()
-    rank = numerical_rank(train, rtol=1e-5).rank
-    basis = span_basis(train, k if dataset == "subspace" else rank, rtol=1e-5)
+    rank = numerical_rank(train).rank
+    basis = span_basis(train, k if dataset == "subspace" else rank)
     return Setup(train=train, held_out=held_out, basis=basis, rank=rank,
-                 centred_rank=numerical_rank(train, centre=True, rtol=1e-5).rank)
+                 centred_rank=numerical_rank(train, centre=True).rank)
 
 
 @dataclass(frozen=True)
@@ -449,12 +450,16 @@ def coefficient_curve(model: TrainedModel, times: np.ndarray) -> np.ndarray:
 
 
 def solver_laws(
-    cases: dict[str, tuple[Tensor, Tensor, Tensor]], ts: Tensor
+    cases: dict[str, tuple[Tensor, int, Tensor]], ts: Tensor
 ) -> tuple[pd.DataFrame, dict[tuple[str, str], OffSpan]]:
-    r"""The closed form of each case integrated with every solver of :data:`fmlib.ode.SOLVERS`.
+    r"""The closed form of each case integrated with every solver of :data:`fmlib.ode.SOLVERS`, in float64.
+
+    The span basis is the float64 SVD basis of the data (:func:`fmlib.osdnet.span_basis`), so the law
+    holds to float64 round-off when the data lie on their span in float64 (data rounded to float32
+    leave it by about 1e-8 relative, and so do the samples).
 
     Args:
-        cases: name -> (training points (n, d), span basis (d, k), noise x0 (B, d)), all float64.
+        cases: name -> (training points (n, d), span dimension k, noise x0 (B, d)).
         ts: the grid, ending at 1.
 
     Returns:
@@ -462,7 +467,9 @@ def solver_laws(
         :math:`\|P x(1)\| / \|P x(0)\|`) and the :class:`OffSpan` of each (case, solver).
     """
     rows, laws = [], {}
-    for name, (data, basis, x0) in cases.items():
+    for name, (points, k, noise) in cases.items():
+        data, x0 = points.double(), noise.double()
+        basis = span_basis(data, k)
         field = ClosedFormField(data)
         for method in SOLVERS:
             law = off_span_trajectories(field, x0, ts, basis, method=method)
