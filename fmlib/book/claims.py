@@ -49,6 +49,22 @@ CLAIMS: dict[str, Claim] = {
         "Samples generated with the optimal field lie in the span of the training data (they represent the sample "
         "data subspace exactly).",
     ),
+    "span-ode-law": Claim(
+        _GAO, "Sections 4-5 (sample data subspace); the exact law is our derivation",
+        "Along the optimal field's ODE the part of x(t) off the span of the data is exactly (1 - t) P x(0), so "
+        "samples end in the span; every fixed-step solver (Euler, Heun, RK4) keeps this law to round-off.",
+    ),
+    "off-subspace-decay": Claim(
+        _GAO, "Section 5 (OSDNet, off-subspace part)",
+        "For samples to lie in the data's span, a learned field's off-subspace part must decay; an unconstrained "
+        "network trained on the CFM loss need not learn this, a diagonal off-subspace part does (in our rendering "
+        "its optimal coefficient is -1/(1 - t)).",
+    ),
+    "teacher-student-bound": Claim(
+        _GAO, "Section 5 (teacher-student training)",
+        "Training a student field to match a teacher bounds the distance between their samples by the student's "
+        "error (our rendering: Gronwall's inequality with a Lipschitz constant of the student).",
+    ),
     "concentration": Claim(
         _GAO, "Theorem 4.4, Section 4.2 (its constant, threshold and assumptions could not be read)",
         "The probability that the softmax weights are not concentrated on one training point is bounded by a "

@@ -1,0 +1,252 @@
+"""Tests of fmlib.experiments.subspace: off-span measurements, teacher-student bound, and the verdict rules.
+
+Each rule is run on contrary data giving each of its outcomes; each identity check is shown to stop
+the run under an injected bug (a negated field, a solver that ignores the field, a student error
+left out of the bound).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fmlib.closed_form import ClosedFormField
+from fmlib.data import make_dataset
+from fmlib.experiments.subspace import (
+    TeacherStudent,
+    coefficient_curve,
+    jacobian_lipschitz_estimate,
+    make_setup,
+    mlp_config,
+    mlp_lipschitz,
+    off_span_trajectories,
+    off_subspace_decay_rule,
+    osdnet_config,
+    osdnet_rule,
+    solver_laws,
+    span_ode_law_rule,
+    teacher_student,
+    teacher_student_rule,
+    train_grid,
+)
+from fmlib.experiments.verdicts import ClaimBroken, Verdict
+from fmlib.generalisation import summarise
+from fmlib.ode import SOLVERS, time_grid
+from fmlib.osdnet import span_basis
+from fmlib.theory import gronwall_endpoint_bound
+
+
+@pytest.fixture(scope="module")
+def problem():
+    generator = torch.Generator().manual_seed(0)
+    y = make_dataset("subspace", 30, d=10, k=3, generator=generator, device="cpu", dtype=torch.float64)
+    x0 = torch.randn(24, 10, generator=generator, dtype=torch.float64)
+    return y, span_basis(y), x0
+
+
+class Negated:
+    """Mutation: the field with the wrong sign."""
+
+    def __init__(self, field):
+        self.field = field
+
+    def velocity(self, x, t):
+        return -self.field.velocity(x, t)
+
+    def posterior_mean(self, x, t):
+        return x + (1 - t) * self.velocity(x, t)
+
+
+class Frozen:
+    """Mutation: a solver that ignores the field (the state never moves)."""
+
+    def velocity(self, x, t):
+        return torch.zeros_like(x)
+
+    def posterior_mean(self, x, t):
+        return x
+
+
+# --- the exact law of u* ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", sorted(SOLVERS))
+def test_optimal_field_follows_the_off_span_law(problem, method):
+    y, basis, x0 = problem
+    law = off_span_trajectories(ClosedFormField(y), x0, time_grid(30, spacing="quadratic"), basis, method=method)
+    assert law.law_deviation < 1e-12
+    assert np.allclose(law.path_ratio, 1 - law.times, atol=1e-12)
+    assert np.allclose(law.velocity_ratio[:-1], 1.0, atol=1e-9) and np.isnan(law.velocity_ratio[-1])
+    assert law.sample_ratio.max() < 1e-12
+    finding = span_ode_law_rule({method: law.law_deviation}, {method: float(law.sample_ratio.max())})
+    assert finding.verdict is Verdict.REPRODUCED and finding.claim == "span-ode-law"
+
+
+@pytest.mark.parametrize("mutant", [Negated, Frozen])
+def test_span_law_check_stops_a_broken_field(problem, mutant):
+    y, basis, x0 = problem
+    field = mutant(ClosedFormField(y)) if mutant is Negated else mutant()
+    ts = time_grid(30, t_end=0.9) if mutant is Negated else time_grid(30)
+    law = off_span_trajectories(field, x0, ts, basis)
+    with pytest.raises(ClaimBroken, match="span-ode-law"):
+        span_ode_law_rule({"euler": law.law_deviation}, {"euler": float(law.sample_ratio.max())})
+
+
+def test_off_span_refuses_a_basis_of_another_dimension(problem):
+    y, basis, x0 = problem
+    with pytest.raises(ValueError, match="must match"):
+        off_span_trajectories(ClosedFormField(y), x0[:, :5], time_grid(3, t_end=0.5), basis)
+
+
+# --- verdict rules on contrary data ----------------------------------------------------------------
+
+@pytest.mark.parametrize("osd, mlp, coef, verdict", [
+    (0.01, 0.5, 0.05, Verdict.REPRODUCED),
+    (0.01, 0.015, 0.05, Verdict.PARTLY),   # the MLP is as clean: the split is not what decays
+    (0.01, 0.5, 0.6, Verdict.PARTLY),      # a(t) far from -1/(1 - t)
+    (0.3, 0.5, 0.05, Verdict.NOT_REPRODUCED),
+])
+def test_off_subspace_decay_rule(osd, mlp, coef, verdict):
+    assert off_subspace_decay_rule(osd, mlp, coef).verdict is verdict
+
+
+def test_off_subspace_decay_rule_refuses_nan():
+    with pytest.raises(ValueError, match="finite"):
+        off_subspace_decay_rule(float("nan"), 0.5, 0.1)
+
+
+def found(copies: bool, general: bool):
+    """Generalisation measured on samples that copy the training points or are fresh points of the law."""
+    generator = torch.Generator().manual_seed(0)
+    points = make_dataset("subspace", 90, d=10, k=3, generator=generator, device="cpu", dtype=torch.float64)
+    train, held_out = points[:30], points[30:60]
+    near = train[:20] + 1e-4 * torch.randn(20, 10, generator=generator, dtype=torch.float64)
+    far = points[60:80]
+    samples = torch.cat([near if copies else far, far if general else near])
+    return summarise(samples, train, held_out)
+
+
+@pytest.mark.parametrize("osd, mlp, gen, verdict", [
+    (0.01, 0.5, (False, True), Verdict.REPRODUCED),
+    (0.01, 0.5, (True, False), Verdict.PARTLY),   # clean but copying
+    (0.01, 0.5, (True, True), Verdict.PARTLY),    # clean, half the samples copy
+    (0.5, 0.4, (False, True), Verdict.PARTLY),    # generalising but off the span
+    (0.5, 0.4, (True, False), Verdict.NOT_REPRODUCED),
+])
+def test_osdnet_rule(osd, mlp, gen, verdict):
+    assert osdnet_rule(osd, mlp, found(*gen)).verdict is verdict
+
+
+def bound_result(distance, certified, estimated) -> TeacherStudent:
+    return TeacherStudent(times=np.linspace(0, 1, 3), error=np.zeros(3), distance=np.asarray(distance, float),
+                          bound_certified=np.asarray(certified, float), bound_estimated=np.asarray(estimated, float),
+                          lipschitz_certified=5.0, lipschitz_estimated=1.0)
+
+
+@pytest.mark.parametrize("certified, estimated, verdict", [
+    ([2.0, 3.0], [1.5, 2.0], Verdict.REPRODUCED),
+    ([500.0, 900.0], [1.5, 2.0], Verdict.PARTLY),
+    ([500.0, 900.0], [0.5, 2.0], Verdict.NOT_REPRODUCED),  # the estimated bound fails on half
+    ([500.0, 900.0], [400.0, 800.0], Verdict.NOT_REPRODUCED),
+])
+def test_teacher_student_rule(certified, estimated, verdict):
+    assert teacher_student_rule(bound_result([1.0, 1.0], certified, estimated)).verdict is verdict
+
+
+def test_teacher_student_rule_stops_when_the_certified_bound_fails():
+    with pytest.raises(ClaimBroken, match="teacher-student-bound"):
+        teacher_student_rule(bound_result([1.0, 1.0], [2.0, 0.5], [2.0, 2.0]))
+
+
+# --- teacher and student ---------------------------------------------------------------------------
+
+class Linear(nn.Module):
+    """v(x, t) = A x + c (no dependence on t)."""
+
+    def __init__(self, a: torch.Tensor, c: torch.Tensor):
+        super().__init__()
+        self.a, self.c = nn.Parameter(a), nn.Parameter(c)
+
+    def forward(self, x, t):
+        return x @ self.a.T + self.c
+
+
+class LinearTeacher:
+    def __init__(self, a):
+        self.a = a
+
+    def velocity(self, x, t):
+        return x @ self.a.T
+
+    def posterior_mean(self, x, t):
+        return x + (1 - t) * self.velocity(x, t)
+
+
+def test_teacher_student_bound_on_linear_fields_and_the_ignored_error_mutation():
+    generator = torch.Generator().manual_seed(1)
+    a = torch.randn(4, 4, generator=generator, dtype=torch.float64)
+    c = 0.1 * torch.randn(4, generator=generator, dtype=torch.float64)
+    student = Linear(a, c)
+    lipschitz = float(torch.linalg.matrix_norm(a, 2))
+    x0 = torch.randn(32, 4, generator=generator, dtype=torch.float64)
+    result = teacher_student(LinearTeacher(a), student, x0, time_grid(40), lipschitz)
+    assert np.allclose(result.error[:-1], float(c.norm()))
+    assert abs(result.lipschitz_estimated - lipschitz) < 1e-9  # the Jacobian is A everywhere
+    assert np.all(result.distance <= result.bound_certified) and np.all(result.distance > 0)
+    assert teacher_student_rule(result).verdict is Verdict.REPRODUCED
+    ignored = dataclasses.replace(result, bound_certified=gronwall_endpoint_bound(
+        result.times, np.zeros((result.times.size, 32)), lipschitz))
+    with pytest.raises(ClaimBroken, match="teacher-student-bound"):
+        teacher_student_rule(ignored)
+
+
+class TimeMLP(nn.Module):
+    def __init__(self, d: int):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(d + 1, 32), nn.SiLU(), nn.Linear(32, 32), nn.SiLU(), nn.Linear(32, d))
+
+    def forward(self, x, t):
+        return self.layers(torch.cat([x, t.unsqueeze(1)], dim=1))
+
+
+def test_certified_mlp_lipschitz_dominates_the_jacobian_estimate():
+    torch.manual_seed(0)
+    net = TimeMLP(3).double()
+    points = 3 * torch.randn(4, 64, 3, dtype=torch.float64)
+    times = np.array([0.0, 0.3, 0.6, 0.9])
+    estimate = jacobian_lipschitz_estimate(lambda x, t: net(x, torch.full((x.shape[0],), t, dtype=x.dtype)),
+                                           points, times)
+    assert 0 < estimate <= mlp_lipschitz(net, 3, "silu")
+    with pytest.raises(ValueError, match="first nn"):
+        mlp_lipschitz(net, 40, "silu")
+
+
+# --- set-up, laws of every solver, the training grid ------------------------------------------------
+
+def test_make_setup_checks_k_before_any_work_and_measures_the_digits():
+    with pytest.raises(ValueError, match="k=9 exceeds d=8"):
+        make_setup("subspace", 20, 5, d=8, k=9, seed=0)
+    with pytest.raises(ValueError, match="numerical rank 4"):
+        make_setup("subspace", 4, 5, d=8, k=6, seed=0)  # 4 points span at most 4 dimensions
+    setup = make_setup("subspace", 20, 5, d=8, k=3, seed=0)
+    assert setup.basis.shape == (8, 3) and setup.rank == 3 and setup.held_out.shape == (5, 8)
+    digits = make_setup("digits", 300, 0, d=64, k=0, seed=0)
+    assert digits.centred_rank < digits.rank <= 64 and digits.basis.shape == (64, digits.rank)
+
+
+def test_solver_laws_and_train_grid(problem, tmp_path, monkeypatch):
+    monkeypatch.setenv("FMLIB_RESULTS", str(tmp_path))
+    y, basis, x0 = problem
+    assert basis.shape == (10, 3)
+    table, laws = solver_laws({"toy": (y, 3, x0)}, time_grid(8, spacing="quadratic"))
+    assert set(laws) == {("toy", m) for m in SOLVERS}
+    assert list(table["solver"]) == sorted(SOLVERS) and table["max deviation from (1-t) P x(0)"].max() < 1e-12
+    setup = make_setup("subspace", 24, 8, d=6, k=2, seed=0)
+    plan = [("MLP", 6, mlp_config(3, width=8, depth=1, lr=1e-3, seed=0)),
+            ("OSDNet", 6, osdnet_config(setup, 3, width=8, lr=1e-3, seed=0))]
+    grid, runs = train_grid({6: setup}, {6: torch.randn(10, 6)}, time_grid(4), plan, device="cpu", progress=False)
+    assert list(grid["net"]) == ["MLP", "OSDNet"] and set(runs) == {("MLP", 6, 3), ("OSDNet", 6, 3)}
+    assert coefficient_curve(runs["OSDNet", 6, 3].model, np.linspace(0, 0.9, 5)).shape == (5,)
