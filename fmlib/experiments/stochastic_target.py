@@ -1451,6 +1451,15 @@ def losses_equivalence_rule(by_family: dict[str, tuple[Sequence[float], Sequence
 # ---------------------------------------------------------------------------------------------------
 
 
+def _logit_time_axis(ax: object, ticks: Sequence[float] = (0.001, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999)) -> None:
+    """A logit x axis (even steps in log-SNR) with plain tick labels."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("logit")
+    ax.set_xticks(list(ticks), labels=[f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def histogram_figure(panels: dict[str, PointMeasurement], times: Sequence[float], threshold: float = 0.9) -> Figure:
     """Histograms of the cosines (rows: data sets, columns: times), as fractions of the pairs."""
     import matplotlib.pyplot as plt
@@ -1491,7 +1500,7 @@ def fraction_figure(grid: Grid, families: Sequence[str], n: int, *, level: float
             if np.isfinite(r["t_star"]):
                 ax.plot([r["t_star"]], [level], "o", color=colour, ms=5)
         ax.axhline(level, color="gray", ls=":", lw=0.8)
-        ax.set_xscale("logit")
+        _logit_time_axis(ax)
         ax.set(xlabel="t (logit scale: even steps in log-SNR)", ylabel=f"fraction with cosine > {threshold}",
                ylim=(-0.02, 1.02), title=f"{family.replace('_', ' ')}, n = {n}")
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
@@ -1554,7 +1563,7 @@ def losses_figure(ratios: LossRatios) -> Figure:
         colours = plt.cm.viridis(np.linspace(0, 0.9, len(rs)))
         for colour, r in zip(colours, rs, strict=True):
             ax.plot(r.ts, r.per_time, "-", color=colour, lw=1.5, label=f"d = {r.d}")
-        ax.set_xscale("logit")
+        _logit_time_axis(ax, (0.01, 0.1, 0.5, 0.9, 0.99))
         ax.set(xlabel="t (logit scale)", ylabel="R(t)", ylim=(-0.02, 1.02),
                title=f"{family.replace('_', ' ')}, n = {rs[0].n}")
         ax.legend(fontsize=8, loc="upper right", frameon=False)
