@@ -848,6 +848,7 @@ class Trend:
             "d_large": int(self.d[last]) if last is not None else 0,
             "width_log_snr_min": float(w.min()) if w.size else math.nan,
             "width_log_snr_max": float(w.max()) if w.size else math.nan,
+            "width_log_snr_trend": "falls" if self.sharpens.holds else "does not fall",
         }.items()}
 
 
@@ -1052,9 +1053,10 @@ class SetSpread:
     def values(self) -> dict[str, float]:
         """Numbers for the prose (``sets_*``)."""
         ratio = self.sets_sd / self.pairs_sd
+        median = float(np.nanmedian(ratio)) if np.isfinite(ratio).any() else math.nan
         return {"sets_points": int(self.d.size), "sets_count": self.n_sets, "sets_n": self.n,
                 "sets_outside_pairs": int(self.outside_pairs.sum()), "sets_outside_sets": int(self.outside_sets.sum()),
-                "sets_sd_ratio_median": float(np.nanmedian(ratio)) if np.isfinite(ratio).any() else math.nan}
+                "sets_sd_ratio_median": median, "sets_width_factor": math.sqrt(1.0 + median**2)}
 
 
 def _finite_sd(values: FloatArray) -> float:
