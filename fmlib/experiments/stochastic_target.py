@@ -1512,6 +1512,7 @@ def fraction_figure(grid: Grid, families: Sequence[str], n: int, *, level: float
 def laws_figure(grid: Grid, laws: LawFits) -> Figure:
     """Per family: s* against log(n)/d with intervals and the fitted laws, and below it the residuals."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     families = [f for f in laws.families if not grid.of(f).empty]
     cols = 2 if len(families) > 1 else 1
@@ -1545,6 +1546,8 @@ def laws_figure(grid: Grid, laws: LawFits) -> Figure:
         ax.set(xscale="log", yscale="log", ylabel="s* = t* / (1 - t*)")
         rax.axhline(0, color="gray", lw=0.8)
         rax.set(xlabel="log(n) / d", ylabel="residual in log s*")
+        for axis in (ax.xaxis, ax.yaxis, rax.xaxis):
+            axis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis overlap
     handles = [plt.Line2D([], [], color="k", ls=styles[law][0], label=f"{law} law (top)") for law in LAWS]
     handles += [plt.Line2D([], [], color=styles[law][2], marker=styles[law][1], ls="none",
                            label=f"{law} residuals (bottom)") for law in LAWS]
