@@ -79,6 +79,7 @@ from fmlib.data import DATASETS
 from fmlib.experiments.verdicts import Finding, Verdict, graded
 from fmlib.metrics import cosine_to_target
 from fmlib.path import draw_pairs, log_snr, snr_grid, snr_to_time, time_to_snr
+from fmlib.plots import legend_outside
 from fmlib.stats import bootstrap_lstsq, crossing_time, crossing_times, final_run_start, percentile_interval
 
 __all__ = [
@@ -1505,7 +1506,7 @@ def fraction_figure(grid: Grid, families: Sequence[str], n: int, *, level: float
         _logit_time_axis(ax)
         ax.set(xlabel="t (logit scale: even steps in log-SNR)", ylabel=f"fraction with cosine > {threshold}",
                ylim=(-0.02, 1.02), title=f"{family.replace('_', ' ')}, n = {n}")
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        legend_outside(ax, fontsize=8, frameon=False)
     return fig
 
 
@@ -1571,7 +1572,7 @@ def losses_figure(ratios: LossRatios) -> Figure:
         _logit_time_axis(ax, (0.01, 0.1, 0.5, 0.9, 0.99))
         ax.set(xlabel="t (logit scale)", ylabel="R(t)", ylim=(-0.02, 1.02),
                title=f"{family.replace('_', ' ')}, n = {rs[0].n}")
-        ax.legend(fontsize=8, loc="upper right", frameon=False)
+        legend_outside(ax, loc="lower", fontsize=8, frameon=False)
     ax = axes[0, -1]
     for i, family in enumerate(families):
         rs = ratios.of(family)
@@ -1579,7 +1580,7 @@ def losses_figure(ratios: LossRatios) -> Figure:
                     color=f"C{i}", ms=4, label=family.replace("_", " "))
     ax.axhline(LOSS_RATIO_SMALL, color="gray", ls="--", lw=0.8)
     ax.set(xscale="log", xlabel="d", ylabel="R, t ~ U(0, 1)", title="over t, against d")
-    ax.legend(fontsize=8, frameon=False)
+    legend_outside(ax, loc="lower", fontsize=8, frameon=False)
     return fig
 
 
