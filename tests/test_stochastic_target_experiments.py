@@ -277,3 +277,13 @@ def test_a_wrong_snr_map_changes_the_collapse_verdict_and_the_widths(monkeypatch
     mutated_grid, _, _, mutated_laws, _ = pipeline()
     assert not np.allclose(mutated_grid.points["width_log_snr"], clean[0].points["width_log_snr"])
     assert mutated_laws.fits["gaussian", "power"].alpha < clean[3].fits["gaussian", "power"].alpha - 0.05
+
+
+def test_the_book_says_when_a_measured_value_falls_outside_a_law_interval():
+    laws = st.fit_laws(exact_law_grid(), ["gaussian"], min_d=16, n_boot=200)
+    law_t = float(snr_to_time(math.sqrt(math.log(1000) / 256)))
+    assert laws.covers("gaussian", law_t, n=1000, d=256)["gaussian_power_cifar_covers"] == "inside"
+    assert set(laws.covers("gaussian", 0.9, n=1000, d=256).values()) == {"outside"}
+    values = laws.values()
+    assert values["gaussian_exponents_containing_half"] == "3 of 3"
+    assert values["gaussian_capacity_reference"].startswith("the interval of c excludes 1")  # c = 1/sqrt(2) here

@@ -1179,6 +1179,11 @@ class LawFits:
             intervals = ([fit.alpha_interval] if fit else []) + ([e.beta_n_interval, e.beta_d_interval] if e else [])
             inside = sum(lo <= COLLAPSE_EXPONENT <= hi for lo, hi in intervals)
             out[f"{family}_exponents_containing_half"] = f"{inside} of {len(intervals)}"
+            cap = self.fits.get((family, "capacity"))
+            out[f"{family}_capacity_reference"] = "no fit" if cap is None else (
+                f"the interval of c {'contains' if cap.c_interval[0] <= 1 <= cap.c_interval[1] else 'excludes'} 1, "
+                f"that of alpha {'contains' if cap.alpha_interval[0] <= 0.5 <= cap.alpha_interval[1] else 'excludes'}"
+                " 1/2")
         c = self.collapse
         out |= {"collapse_gamma": c.gamma if c else math.nan,
                 "collapse_gamma_low": c.gamma_interval[0] if c else math.nan,
@@ -1186,6 +1191,15 @@ class LawFits:
                 "collapse_rmse_with_log_d": c.rmse if c else math.nan,
                 "collapse_gamma_excludes_zero": "excludes" if c and not c.gamma_interval[0] <= 0 <= c.gamma_interval[1]
                 else "contains"}
+        return out
+
+    def covers(self, family: str, t_star: float, n: int = CIFAR_N, d: int = CIFAR_D) -> dict[str, str]:
+        """Whether each law's predicted interval at (n, d) holds a measured ``t_star``: ``FAMILY_LAW_cifar_covers``."""
+        out = {}
+        for law in LAWS:
+            fit = self.fits.get((family, law))
+            _, low, high = fit.predict(n, d) if fit else (math.nan,) * 3
+            out[f"{family}_{law}_cifar_covers"] = "inside" if low <= t_star <= high else "outside"
         return out
 
     def collapse_finding(self) -> Finding | None:
