@@ -51,12 +51,15 @@ Laws (:data:`LAWS`), both linear in :math:`\log s^*`:
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from numpy.typing import NDArray
 from torch import Tensor
 
@@ -64,33 +67,77 @@ from fmlib._checks import (
     FloatArray,
     check_choice,
     check_data,
+    check_field,
     check_float,
     check_positive_int,
     check_times,
+    generator_device,
     resolve_device,
 )
 from fmlib.closed_form import ClosedFormField
 from fmlib.data import DATASETS
+from fmlib.experiments.verdicts import Finding, Verdict, graded
 from fmlib.metrics import cosine_to_target
 from fmlib.path import draw_pairs, log_snr, snr_grid, snr_to_time, time_to_snr
+from fmlib.plots import legend_outside
 from fmlib.stats import bootstrap_lstsq, crossing_time, crossing_times, final_run_start, percentile_interval
 
 __all__ = [
+    "COLLAPSE_EXPONENT",
+    "COLLAPSE_TOLERANCE",
+    "FALLS_RHO",
+    "GRADING",
     "LAWS",
+    "LOSS_RATIO_SMALL",
+    "MIN_DIMENSIONS",
+    "PAPER_MIN_D",
+    "PAPER_TIME",
     "CosineCurves",
     "CriticalTime",
     "Exponents",
+    "Falling",
+    "Grid",
+    "HighD",
     "LawFit",
+    "LawFits",
+    "LossRatio",
+    "LossRatios",
     "PointMeasurement",
+    "SetSpread",
+    "Settings",
+    "Trend",
+    "cifar_paragraph",
+    "collapse_time_rule",
     "cosine_curves",
+    "cosine_high_d_rule",
     "critical_time",
+    "dimension_sweep_rule",
+    "dimension_trend",
+    "falls_with_d",
     "family_grid",
     "fit_exponents",
     "fit_law",
+    "fit_laws",
+    "format_time",
+    "fraction_at",
+    "fraction_figure",
+    "gaussian_collapse_time",
+    "grade",
+    "grid_from_sweep",
+    "high_d_summary",
+    "histogram_figure",
     "initial_alignment",
     "law_feature",
+    "laws_figure",
+    "loss_ratio",
+    "losses_equivalence_rule",
+    "losses_figure",
+    "measure_grid",
+    "measure_loss_ratios",
     "measure_point",
     "refine_grid",
+    "training_set_spread",
+    "widths_table",
 ]
 
 
@@ -154,12 +201,6 @@ def cosine_curves(field: object, x0: Tensor, x1: Tensor, ts: Sequence[float] | F
     return CosineCurves(ts=grid, cosines=np.stack(rows))
 
 
-
-
-
-
-
-
 def refine_grid(curves: CosineCurves, points: int = 8, *, threshold: float = 0.9, level: float = 0.5) -> FloatArray:
     r"""Times to add so that the crossing of :math:`F` through ``level`` is resolved.
 
@@ -190,7 +231,11 @@ class CriticalTime:
         replicates: (R,) bootstrap replicates of :math:`t^*` (with +-inf for censored ones).
         confidence: the level of the interval.
         width: :math:`t_{0.9} - t^*`, from the time F reaches ``level`` to the time it reaches 0.9
-            (last upward crossings): the sharpness of the transition (NaN when either is censored).
+            (last upward crossings), in t (NaN when either is censored).
+        width_log_snr: the same rise measured in log-SNR, :math:`\log s(t_{0.9}) - \log s(t^*)`,
+            :math:`s = t / (1 - t)`: the width free of the time parametrisation. Near t = 0 a width
+            :math:`\Delta` in :math:`\log s` is :math:`\approx t^* \Delta` in t, so a transition that
+            only moves to smaller t narrows in t without changing in log-SNR.
     """
 
     t_star: float
@@ -199,6 +244,7 @@ class CriticalTime:
     replicates: FloatArray = field(repr=False)
     confidence: float
     width: float
+    width_log_snr: float
 
     @property
     def censored(self) -> str:
@@ -240,8 +286,10 @@ def critical_time(
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(replicates, [tail, 1.0 - tail], method="inverted_cdf")
     t_hi = crossing_time(curves.ts, fraction, max(level, 0.9))
-    width = t_hi - t_star if math.isfinite(t_hi) and math.isfinite(t_star) else math.nan
-    return CriticalTime(t_star, float(low), float(high), replicates, confidence, float(width))
+    finite = math.isfinite(t_hi) and math.isfinite(t_star)
+    width = t_hi - t_star if finite else math.nan
+    width_log_snr = float(log_snr(t_hi) - log_snr(t_star)) if finite else math.nan
+    return CriticalTime(t_star, float(low), float(high), replicates, confidence, float(width), width_log_snr)
 
 
 def initial_alignment(data: Tensor, threshold: float = 0.9) -> float:
@@ -274,7 +322,11 @@ def law_feature(law: str, n: float | FloatArray, d: float | FloatArray) -> Float
     d = np.asarray(d, dtype=np.float64)
     if np.any(n < 2) or np.any(d < 1):
         raise ValueError("the laws need n >= 2 training points and d >= 1")
-    rate = np.log(n) / d
+    return _feature_of_rate(law, np.log(n) / d)
+
+
+def _feature_of_rate(law: str, rate: FloatArray) -> FloatArray:
+    r""":func:`law_feature` as a function of the rate :math:`\log(n)/d`."""
     return np.log(rate) if law == "power" else np.log(np.expm1(2.0 * rate))
 
 
@@ -285,10 +337,6 @@ def _usable(n: FloatArray, d: FloatArray, t: FloatArray) -> NDArray[np.bool_]:
     if usable.sum() < 3:
         raise ValueError(f"need at least 3 points with an uncensored t* to fit a law, got {int(usable.sum())}")
     return usable
-
-
-
-
 
 
 @dataclass(frozen=True)
@@ -494,6 +542,18 @@ class PointMeasurement:
         """F on the measured grid."""
         return self.curves.fraction_above(threshold)
 
+    def summary(self, threshold: float = 0.9) -> dict[str, object]:
+        """The values a sweep point stores (``notebooks/cosine_point.md``) and :func:`grid_from_sweep` reads back."""
+        c = self.critical
+        fraction = self.fraction_above(threshold)
+        return {
+            "t_star": c.t_star, "t_star_low": c.low, "t_star_high": c.high, "censored": c.censored,
+            "width": c.width, "width_log_snr": c.width_log_snr, "variance": self.variance,
+            "initial_alignment": self.initial_alignment, "fraction_first": float(fraction[0]),
+            "measure_seconds": self.seconds, "ts": self.curves.ts.tolist(), "fraction": fraction.tolist(),
+            "t_star_replicates": c.replicates.tolist(),
+        }
+
 
 def measure_point(
     family: str,
@@ -542,3 +602,1013 @@ def measure_point(
         family=family, d=int(data.shape[1]), n=n, curves=curves, critical=critical, variance=variance,
         initial_alignment=initial_alignment(data, threshold), seconds=time.perf_counter() - start,
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The chapter's measurements: one object for its settings, the (family, d, n) grid, the trends with d
+# ---------------------------------------------------------------------------------------------------
+
+PAPER_TIME = 0.2
+"""Bertrand et al., Fig. 1 caption: on CIFAR-10 "non-stochasticity arises very early (before t = 0.2)"."""
+
+PAPER_MIN_D = 3 * 8**2
+"""Their dimension sweep (Fig. 1c) starts at resolution r = 8 (d = 192)."""
+
+FALLS_RHO = -0.5
+"""A quantity *falls with d* when its Spearman rank correlation with d is at most this (see :func:`falls_with_d`)."""
+
+MIN_DIMENSIONS = 3
+"""Fewest dimensions on which :func:`falls_with_d` decides anything."""
+
+
+@dataclass
+class Settings:
+    """The measurement settings of the chapter, and a cache of the points measured with them.
+
+    Attributes:
+        batch: B pairs per point; threshold: the cosine threshold; level: the level of :math:`t^*`;
+        grid_points: points of the base grid geometric in s from 1e-3 to 1e4; refine: extra times
+        around each crossing; n_boot: pair-bootstrap resamples; seed; device.
+    """
+
+    batch: int = 256
+    threshold: float = 0.9
+    level: float = 0.5
+    grid_points: int = 15
+    refine: int = 6
+    n_boot: int = 1000
+    seed: int = 0
+    device: str = "auto"
+    cifar10_dir: str = ""
+    _cache: dict[tuple[object, ...], PointMeasurement] = field(default_factory=dict, repr=False, compare=False)
+
+    def base_grid(self) -> FloatArray:
+        """The times of every point before refinement: geometric in s from :math:`10^{-3}` to :math:`10^4`."""
+        return snr_grid(1e-3, 1e4, self.grid_points)
+
+    def measure(self, family: str, d: int, n: int, *, ts: FloatArray | None = None, seed: int | None = None
+                ) -> PointMeasurement:
+        """:func:`measure_point` with these settings (computed once per family, d, n, seed and grid)."""
+        seed = self.seed if seed is None else seed
+        grid = self.base_grid() if ts is None else np.asarray(ts, dtype=np.float64)
+        key = (family, d, n, seed, grid.tobytes())
+        if key not in self._cache:
+            options = {"root": self.cifar10_dir} if family == "cifar10" and self.cifar10_dir else None
+            self._cache[key] = measure_point(
+                family, d, n, batch=self.batch, seed=seed, ts=grid, refine=self.refine, threshold=self.threshold,
+                level=self.level, n_boot=self.n_boot, device=self.device, data_options=options,
+            )
+        return self._cache[key]
+
+
+def _progress(items: Sequence[object], desc: str, progress: bool) -> Sequence[object]:
+    if not progress:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc)
+
+
+GRID_COLUMNS = ("family", "d", "n", "t_star", "low", "high", "censored", "width", "width_log_snr", "fraction_first",
+                "initial_alignment", "variance", "seconds", "ts", "fraction", "replicates")
+_FROM_SUMMARY = {"t_star": "t_star", "low": "t_star_low", "high": "t_star_high", "censored": "censored",
+                 "width": "width", "width_log_snr": "width_log_snr", "fraction_first": "fraction_first",
+                 "initial_alignment": "initial_alignment", "variance": "variance", "seconds": "measure_seconds",
+                 "ts": "ts", "fraction": "fraction", "replicates": "t_star_replicates"}
+_FLOATS = ("t_star", "low", "high", "width", "width_log_snr", "fraction_first", "initial_alignment", "variance",
+           "seconds")
+_ARRAYS = ("ts", "fraction", "replicates")
+
+
+def _row(family: str, d: int, n: int, summary: dict[str, object]) -> dict[str, object]:
+    row: dict[str, object] = {"family": family, "d": int(d), "n": int(n)}
+    for column, key in _FROM_SUMMARY.items():
+        value = summary.get(key, math.nan)
+        if column in _FLOATS:
+            value = float(value)
+        elif column in _ARRAYS:
+            value = np.asarray(value, dtype=np.float64)
+        row[column] = value
+    return row
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The measured points of the (family, d, n) grid.
+
+    Attributes:
+        points: one row per point, columns :data:`GRID_COLUMNS` (``ts``, ``fraction`` and
+            ``replicates`` hold arrays), sorted by family, d, n.
+    """
+
+    points: pd.DataFrame
+
+    def __post_init__(self) -> None:
+        if self.points.empty:
+            raise ValueError("the grid has no point: check families, dims, resolutions, sizes and max_work")
+
+    @property
+    def seconds(self) -> float:
+        """Total wall time of the measurements."""
+        return float(self.points["seconds"].sum())
+
+    def censored(self, side: str) -> int:
+        """Number of points censored on ``side`` (``"left"`` or ``"right"``)."""
+        return int((self.points["censored"] == side).sum())
+
+    def of(self, family: str, *, n: int | None = None, min_d: int = 0) -> pd.DataFrame:
+        """The points of one family (of one n, with d at least ``min_d``), sorted by d then n."""
+        p = self.points
+        keep = (p["family"] == family) & (p["d"] >= min_d)
+        if n is not None:
+            keep &= p["n"] == n
+        return p[keep].sort_values(["d", "n"])
+
+    def table(self) -> pd.DataFrame:
+        """The table the chapter shows: censored times as a dash (see :func:`format_time`)."""
+        p = self.points
+        return pd.DataFrame({
+            "family": p["family"], "d": p["d"], "n": p["n"], "t*": p["t_star"].map(format_time),
+            "95% low": p["low"].map(format_time), "95% high": p["high"].map(format_time),
+            "censored": p["censored"], "F at first t": p["fraction_first"].round(3),
+            "initial alignment": p["initial_alignment"].round(3),
+        })
+
+
+def format_time(value: float, digits: int = 4) -> str:
+    """A time for a table: ``digits`` decimals, or a dash where it is censored (infinite) or missing."""
+    return f"{value:.{digits}f}" if math.isfinite(value) else "\N{EN DASH}"
+
+
+def measure_grid(
+    settings: Settings, families: Sequence[str], *, dims: Sequence[int], resolutions: Sequence[int],
+    sizes: Sequence[int], max_work: float, curve_n: int, progress: bool = True,
+) -> Grid:
+    """Every point of :func:`family_grid` for each family, plus the curve points (n = ``curve_n``)."""
+    todo = set()
+    for family in families:
+        todo |= {(family, d, n) for d, n in family_grid(family, dims=dims, resolutions=resolutions, sizes=sizes,
+                                                         max_work=max_work)}
+        todo |= {(family, d, n) for d, n in family_grid(family, dims=dims, resolutions=resolutions, sizes=[curve_n])}
+    rows = [_row(f, d, n, settings.measure(f, d, n).summary(settings.threshold))
+            for f, d, n in _progress(sorted(todo), "(family, d, n) grid", progress)]
+    return Grid(pd.DataFrame(rows, columns=GRID_COLUMNS).sort_values(["family", "d", "n"]).reset_index(drop=True))
+
+
+def grid_from_sweep(swept: pd.DataFrame, settings: Settings, families: Sequence[str]) -> Grid:
+    """The grid from stored ``cosine_point`` runs (``fmlib.book.store.collect(..., include_lists=True)``).
+
+    Keeps the current runs with this chapter's batch, threshold and level, of the given families.
+    """
+    keep = ((swept["batch"] == settings.batch) & (swept["threshold"] == settings.threshold)
+            & (swept["level"] == settings.level) & swept["family"].isin(list(families)) & ~swept["stale"])
+    swept = swept[keep]
+    if swept.empty:
+        raise ValueError("no current cosine_point run has this chapter's batch, threshold, level and families; "
+                         "run the sweep first (see the chapter's last section) or use source=compute")
+    rows = [_row(r["family"], r["d"], r["n"], r.to_dict()) for _, r in swept.iterrows()]
+    return Grid(pd.DataFrame(rows, columns=GRID_COLUMNS).sort_values(["family", "d", "n"]).reset_index(drop=True))
+
+
+@dataclass(frozen=True)
+class Falling:
+    """The answer of :func:`falls_with_d`: the rank correlation and whether the quantity falls."""
+
+    rho: float
+    holds: bool
+    dimensions: int
+
+
+def falls_with_d(d: Sequence[float] | FloatArray, values: Sequence[float] | FloatArray) -> Falling:
+    r"""The one rule for "falls with d" in this chapter ("moves to smaller t", "sharpens", "shrinks").
+
+    Over the points with a finite value, the Spearman rank correlation :math:`\rho` of the value
+    with d; the quantity falls with d when :math:`\rho \le` :data:`FALLS_RHO` (-0.5) on at least
+    :data:`MIN_DIMENSIONS` (3) distinct dimensions. With fewer, :math:`\rho` is NaN and the answer no.
+    """
+    from scipy.stats import spearmanr
+
+    d = np.asarray(d, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    if d.shape != v.shape or d.ndim != 1:
+        raise ValueError(f"d and values must be 1-D of one length, got {d.shape} and {v.shape}")
+    ok = np.isfinite(v)
+    count = int(np.unique(d[ok]).size)
+    if count < MIN_DIMENSIONS:
+        return Falling(math.nan, False, count)
+    if np.ptp(v[ok]) == 0:  # a constant quantity does not fall
+        return Falling(0.0, False, count)
+    rho = float(spearmanr(d[ok], v[ok]).statistic)
+    return Falling(rho, bool(rho <= FALLS_RHO), count)
+
+
+@dataclass(frozen=True)
+class Trend:
+    r"""How the transition of one family changes with d at fixed n (d at least ``min_d``).
+
+    Attributes:
+        family, n, min_d: the points used.
+        d, t_star, width_t, width_log_snr: (m,) per dimension; the widths are those of
+            :class:`CriticalTime` (the rise of F from one half to 0.9) in t and in log-SNR.
+        moves: :func:`falls_with_d` of :math:`t^*`: the transition moves to smaller t.
+        sharpens: :func:`falls_with_d` of the width in log-SNR: the transition sharpens.
+        narrows_in_t: :func:`falls_with_d` of the width in t, which also falls when the transition
+            only moves to smaller t (a width :math:`\Delta` in log s is about :math:`t^*(1 - t^*)\Delta` in t).
+    """
+
+    family: str
+    n: int
+    min_d: int
+    d: FloatArray
+    t_star: FloatArray
+    width_t: FloatArray
+    width_log_snr: FloatArray
+    moves: Falling
+    sharpens: Falling
+    narrows_in_t: Falling
+
+    def table(self) -> pd.DataFrame:
+        """d, t*, and the widths in t and in log-SNR (censored values as a dash)."""
+        return pd.DataFrame({
+            "family": self.family.replace("_", " "), "d": self.d.astype(int),
+            "t*": [format_time(t) for t in self.t_star],
+            "width in t": [format_time(w) for w in self.width_t],
+            "width in log s": [format_time(w, 3) for w in self.width_log_snr],
+        })
+
+    def values(self) -> dict[str, float]:
+        """Numbers for the prose, keyed ``FAMILY_...``."""
+        ok = np.isfinite(self.t_star)
+        first, last = (int(np.flatnonzero(ok)[0]), int(np.flatnonzero(ok)[-1])) if ok.any() else (None, None)
+        w = self.width_log_snr[np.isfinite(self.width_log_snr)]
+        return {f"{self.family}_{k}": v for k, v in {
+            "rho_t": self.moves.rho, "rho_width": self.narrows_in_t.rho, "rho_width_log_snr": self.sharpens.rho,
+            "t_small": self.t_star[first] if first is not None else math.nan,
+            "t_large": self.t_star[last] if last is not None else math.nan,
+            "d_small": int(self.d[first]) if first is not None else 0,
+            "d_large": int(self.d[last]) if last is not None else 0,
+            "width_log_snr_min": float(w.min()) if w.size else math.nan,
+            "width_log_snr_max": float(w.max()) if w.size else math.nan,
+            "width_log_snr_trend": "falls" if self.sharpens.holds else "does not fall",
+        }.items()}
+
+
+def dimension_trend(grid: Grid, family: str, n: int, min_d: int = PAPER_MIN_D) -> Trend:
+    """:class:`Trend` of ``family`` at n points over the dimensions of the grid at least ``min_d``."""
+    sub = grid.of(family, n=n, min_d=min_d)
+    d = sub["d"].to_numpy(np.float64)
+    t = sub["t_star"].to_numpy(np.float64)
+    w_t = sub["width"].to_numpy(np.float64)
+    w_s = sub["width_log_snr"].to_numpy(np.float64)
+    return Trend(family, n, min_d, d, t, w_t, w_s, falls_with_d(d, np.where(np.isfinite(t), t, np.nan)),
+                 falls_with_d(d, w_s), falls_with_d(d, w_t))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Verdicts: one grading for the chapter's claims
+# ---------------------------------------------------------------------------------------------------
+
+GRADING = ("reproduced when every part of the claim holds on the data the claim is about; partly reproduced "
+           "when at least one part holds (also when all hold, but on stand-in data); not reproduced when no "
+           "part holds")
+"""The meaning of the three words for every claim of this chapter (:func:`grade`)."""
+
+
+def grade(parts: dict[str, bool], on_claimed_data: bool) -> Verdict:
+    """The chapter's one grading (:data:`GRADING`): ``parts`` maps each part of a claim to whether it holds."""
+    if not parts:
+        raise ValueError("a claim needs at least one part to grade")
+    return graded(all(parts.values()) and on_claimed_data, any(parts.values()))
+
+
+def _parts_text(parts: dict[str, bool]) -> str:
+    return "; ".join(f"{name}: {'yes' if ok else 'no'}" for name, ok in parts.items())
+
+
+@dataclass(frozen=True)
+class HighD:
+    """The cosine at high and low dimension (their Fig. 1a): what :func:`cosine_high_d_rule` reads.
+
+    Attributes:
+        data, n: the high-dimensional data set (``"cifar10"`` or its stand-in) and its size.
+        fraction_at_paper_time: F at t = :data:`PAPER_TIME`.
+        t_star, low, high: its :math:`t^*` and interval; t90: where F reaches 0.9.
+        first_fraction: F at the first time of the grid; initial: :func:`initial_alignment`.
+        variance: per-coordinate variance of its training set.
+        two_d_t_star, two_d_n, two_d_fraction_half: :math:`t^*`, n and F at t = 0.5 of the 2-D data.
+    """
+
+    data: str
+    n: int
+    fraction_at_paper_time: float
+    t_star: float
+    low: float
+    high: float
+    t90: float
+    first_fraction: float
+    initial: float
+    variance: float
+    two_d_t_star: float
+    two_d_n: int
+    two_d_fraction_half: float
+
+    def values(self) -> dict[str, float]:
+        """Numbers for the prose (``proxy_*`` for the high-dimensional set, ``moons_*`` for 2-D)."""
+        return {"proxy_fraction_paper_time": self.fraction_at_paper_time, "proxy_t_star": self.t_star,
+                "proxy_t_star_low": self.low, "proxy_t_star_high": self.high, "proxy_t90": self.t90,
+                "proxy_initial": self.initial, "proxy_first_fraction": self.first_fraction,
+                "proxy_sigma": math.sqrt(self.variance), "moons_t_star": self.two_d_t_star,
+                "moons_fraction_half": self.two_d_fraction_half}
+
+
+def fraction_at(point: PointMeasurement, t: float, threshold: float = 0.9) -> float:
+    """F at the time of the point's grid nearest to t."""
+    k = int(np.argmin(np.abs(point.curves.ts - t)))
+    return float(point.fraction_above(threshold)[k])
+
+
+def high_d_summary(high_d: PointMeasurement, two_d: PointMeasurement, threshold: float = 0.9) -> HighD:
+    """:class:`HighD` from the high-dimensional point (CIFAR-10 or its stand-in) and the 2-D one."""
+    fraction = high_d.fraction_above(threshold)
+    return HighD(
+        data=high_d.family, n=high_d.n, fraction_at_paper_time=fraction_at(high_d, PAPER_TIME, threshold),
+        t_star=high_d.critical.t_star, low=high_d.critical.low, high=high_d.critical.high,
+        t90=crossing_time(high_d.curves.ts, fraction, 0.9), first_fraction=float(fraction[0]),
+        initial=high_d.initial_alignment, variance=high_d.variance, two_d_t_star=two_d.critical.t_star,
+        two_d_n=two_d.n, two_d_fraction_half=fraction_at(two_d, 0.5, threshold),
+    )
+
+
+def cosine_high_d_rule(m: HighD) -> Finding:
+    """Verdict on ``cosine-high-d`` (:data:`GRADING`).
+
+    Parts: (high d) at least 90% of the pairs have cosine above 0.9 at t = 0.2; (2-D) the 2-D data's
+    :math:`t^*` is above 0.5, so the target is stochastic over most of [0, 1]. The claim is about
+    CIFAR-10 with its n = 50,000 training images: any other data set is a stand-in.
+    """
+    parts = {f"F(t = {PAPER_TIME}) >= 0.9 in high d": m.fraction_at_paper_time >= 0.9,
+             "2-D t* > 0.5": m.two_d_t_star > 0.5}
+    on_claimed = m.data == "cifar10" and m.n == 50_000
+    where = "CIFAR-10" if m.data == "cifar10" else f"{m.data.replace('_', ' ')} standing in for CIFAR-10"
+    number = (f"{where}, n = {m.n}: {m.fraction_at_paper_time:.2f} of pairs have cosine > 0.9 at t = {PAPER_TIME} "
+              f"(t* = {m.t_star:.3f}); 2-D, n = {m.two_d_n}: t* = {m.two_d_t_star:.3f} ({_parts_text(parts)})")
+    return Finding("cosine-high-d", grade(parts, on_claimed), number,
+                   "parts: F(0.2) >= 0.9 in high d, and 2-D t* > 0.5; the claimed data: CIFAR-10, n = 50,000; "
+                   + GRADING)
+
+
+CLAIMED_SWEEP_DATA = frozenset({"imagenette"})
+"""The data of their dimension sweep (Imagenette at resolutions 8 to 256); every other family stands in."""
+
+
+def dimension_sweep_rule(trends: Sequence[Trend]) -> Finding:
+    r"""Verdict on ``dimension-sweep`` (:data:`GRADING`).
+
+    Parts, each over every family given, at d >= :data:`PAPER_MIN_D`: (moves) :math:`t^*` falls
+    with d; (sharpens) the width of the rise of F from one half to 0.9, *in log-SNR*, falls with d
+    (:func:`falls_with_d` for both). The width in t is reported, not graded: it falls as soon as the
+    transition moves to smaller t. Their data is Imagenette (:data:`CLAIMED_SWEEP_DATA`).
+    """
+    if not trends:
+        raise ValueError("dimension_sweep_rule needs at least one family's trend")
+    parts = {"t* falls with d": all(tr.moves.holds for tr in trends),
+             "width in log s falls with d": all(tr.sharpens.holds for tr in trends)}
+    on_claimed = all(tr.family in CLAIMED_SWEEP_DATA for tr in trends)
+    number = "; ".join(
+        f"{tr.family.replace('_', ' ')} (n = {tr.n}, {tr.moves.dimensions} dimensions >= {tr.min_d}): rank "
+        f"correlation with d of t* {tr.moves.rho:.2f}, of the width in log s {tr.sharpens.rho:.2f}, in t "
+        f"{tr.narrows_in_t.rho:.2f}" for tr in trends)
+    return Finding("dimension-sweep", grade(parts, on_claimed), f"{number} ({_parts_text(parts)})",
+                   f"parts: t* falls with d and the width in log s falls with d, each a Spearman correlation <= "
+                   f"{FALLS_RHO} over >= {MIN_DIMENSIONS} dimensions, in every family; the claimed data: "
+                   f"Imagenette; " + GRADING)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training-set variance: independent training sets at a few points
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SetSpread:
+    r""":math:`t^*` over independent training sets, against the pair bootstrap of one set.
+
+    At each dimension d (family and n fixed), set 0 is the grid's training set (seed ``seed``);
+    sets 1 to K are independent draws (seeds ``seed + k``), each with its own pairs.
+
+    Attributes:
+        family, n, n_sets: the family, the size and K.
+        d: (m,) dimensions.
+        t_star, pairs_low, pairs_high: (m,) :math:`t^*` of set 0 and its pair-bootstrap interval.
+        set_t_stars: (m, K) :math:`t^*` of sets 1..K.
+        reference: (m,) their median, the :math:`t^*` expected of a training set, measured
+            independently of set 0.
+        reference_low, reference_high: (m,) a two-level bootstrap interval of the reference:
+            resample the K sets, then one pair-bootstrap replicate of each.
+        single_low, single_high: (m,) the interval of one training set's :math:`t^*` over sets and
+            pairs (percentiles of the pooled pair-bootstrap replicates of sets 1..K).
+        pairs_sd, sets_sd: (m,) the spread of :math:`t^*` over pair resamples of set 0 and over sets.
+    """
+
+    family: str
+    n: int
+    n_sets: int
+    d: FloatArray
+    t_star: FloatArray
+    pairs_low: FloatArray
+    pairs_high: FloatArray
+    set_t_stars: FloatArray = field(repr=False)
+    reference: FloatArray
+    reference_low: FloatArray
+    reference_high: FloatArray
+    single_low: FloatArray
+    single_high: FloatArray
+    pairs_sd: FloatArray
+    sets_sd: FloatArray
+
+    @property
+    def outside_pairs(self) -> NDArray[np.bool_]:
+        """Where the reference falls outside set 0's pair-bootstrap interval."""
+        return (self.reference < self.pairs_low) | (self.reference > self.pairs_high)
+
+    @property
+    def outside_sets(self) -> NDArray[np.bool_]:
+        """Where set 0's :math:`t^*` falls outside the interval of one set's :math:`t^*` over sets and pairs."""
+        return (self.t_star < self.single_low) | (self.t_star > self.single_high)
+
+    def table(self) -> pd.DataFrame:
+        """One row per d (censored times as a dash)."""
+        def interval(low: FloatArray, high: FloatArray) -> list[str]:
+            return [f"{format_time(a)} to {format_time(b)}" for a, b in zip(low, high, strict=True)]
+
+        return pd.DataFrame({
+            "d": self.d.astype(int), "t* (set 0)": [format_time(t) for t in self.t_star],
+            "pairs only, 95%": interval(self.pairs_low, self.pairs_high),
+            f"median t* of {self.n_sets} other sets": [format_time(t) for t in self.reference],
+            "its 95% (sets and pairs)": interval(self.reference_low, self.reference_high),
+            "one set, 95% (sets and pairs)": interval(self.single_low, self.single_high),
+            "sd over pairs": np.round(self.pairs_sd, 4), "sd over sets": np.round(self.sets_sd, 4),
+            "median outside pairs-only interval": np.where(self.outside_pairs, "yes", "no"),
+        })
+
+    def values(self) -> dict[str, float]:
+        """Numbers for the prose (``sets_*``)."""
+        ratio = self.sets_sd / self.pairs_sd
+        median = float(np.nanmedian(ratio)) if np.isfinite(ratio).any() else math.nan
+        return {"sets_points": int(self.d.size), "sets_count": self.n_sets, "sets_n": self.n,
+                "sets_outside_pairs": int(self.outside_pairs.sum()), "sets_outside_sets": int(self.outside_sets.sum()),
+                "sets_sd_ratio_median": median, "sets_width_factor": math.sqrt(1.0 + median**2)}
+
+
+def _finite_sd(values: FloatArray) -> float:
+    v = values[np.isfinite(values)]
+    return float(v.std(ddof=1)) if v.size > 1 else math.nan
+
+
+def training_set_spread(
+    settings: Settings, family: str, dims: Sequence[int], n: int, n_sets: int, *, n_boot: int = 2000,
+    confidence: float = 0.95, progress: bool = True,
+) -> SetSpread:
+    """Measure :math:`t^*` on K = ``n_sets`` independent training sets at each d (:class:`SetSpread`)."""
+    n_sets = check_positive_int(n_sets, "n_sets")
+    if n_sets < 2:
+        raise ValueError(f"n_sets must be at least 2 to measure a spread over training sets, got {n_sets}")
+    if not dims:
+        raise ValueError("dims must name at least one dimension for the training-set spread")
+    rng = np.random.default_rng(settings.seed)
+    tail = (1.0 - confidence) / 2.0
+    rows = []
+    for d in _progress(list(dims), f"{n_sets} training sets per d", progress):
+        first = settings.measure(family, d, n)
+        others = [settings.measure(family, d, n, seed=settings.seed + k) for k in range(1, n_sets + 1)]
+        reps = np.stack([p.critical.replicates for p in others])  # (K, R)
+        pick = rng.integers(0, n_sets, (n_boot, n_sets))
+        boot = np.quantile(reps[pick, rng.integers(0, reps.shape[1], (n_boot, n_sets))], 0.5, axis=1,
+                           method="inverted_cdf")
+        t_sets = np.array([p.critical.t_star for p in others])
+        rows.append((
+            first.d, first.critical.t_star, first.critical.low, first.critical.high, t_sets,
+            float(np.quantile(t_sets, 0.5, method="inverted_cdf")),
+            *np.quantile(boot, [tail, 1 - tail], method="inverted_cdf"),
+            *np.quantile(reps.ravel(), [tail, 1 - tail], method="inverted_cdf"),
+            _finite_sd(first.critical.replicates), _finite_sd(t_sets),
+        ))
+    cols = list(zip(*rows, strict=True))
+    arr = [np.asarray(c, dtype=np.float64) for c in cols]
+    return SetSpread(family, n, n_sets, arr[0], arr[1], arr[2], arr[3], np.stack(cols[4]), *arr[5:])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Laws for t*(d, n), and the collapse-time verdict
+# ---------------------------------------------------------------------------------------------------
+
+CIFAR_N, CIFAR_D = 50_000, 3072
+"""CIFAR-10's training-set size and dimension, where the fitted laws are evaluated."""
+
+COLLAPSE_EXPONENT = 0.5
+r"""The exponent of the collapse law :math:`s^* \propto \sqrt{\log(n)/d}` (Biroli et al., moved to our path)."""
+
+COLLAPSE_TOLERANCE = 0.05
+"""An exponent is *about* 1/2 when its interval meets [0.45, 0.55] (our t* is a cosine proxy of the collapse)."""
+
+
+@dataclass(frozen=True)
+class LawFits:
+    """The laws fitted per family on d >= ``min_d``, separate exponents, and the test of a log d term.
+
+    Attributes:
+        fits: (family, law) -> :class:`LawFit`, for the fits that could be made.
+        exponents: family -> :class:`Exponents` (families with two n and two d).
+        held_out_rmse: (family, law) -> rms error in :math:`\\log s^*` at the points with d < ``min_d``.
+        collapse: the capacity law with a :math:`\\gamma \\log d` term on Gaussian data (None without).
+        min_d: the smallest d of the fits; families: the families with measured points.
+    """
+
+    fits: dict[tuple[str, str], LawFit]
+    exponents: dict[str, Exponents]
+    held_out_rmse: dict[tuple[str, str], float]
+    collapse: LawFit | None
+    min_d: int
+    families: tuple[str, ...]
+
+    def fit_table(self) -> pd.DataFrame:
+        """One row per fitted law, with the prediction at CIFAR-10's size where the family has several d."""
+        rows = []
+        for (family, law), fit in self.fits.items():
+            t, low, high = fit.predict(CIFAR_N, CIFAR_D)
+            several_d = np.unique(fit.d).size > 1
+            rows.append({"family": family, "law": law, "points": len(fit.residuals), "left out": fit.left_out,
+                         "c": round(fit.c, 4), "c 95%": f"{fit.c_interval[0]:.3g} to {fit.c_interval[1]:.3g}",
+                         "alpha": round(fit.alpha, 4),
+                         "alpha 95%": f"{fit.alpha_interval[0]:.3f} to {fit.alpha_interval[1]:.3f}",
+                         "rms residual (log s)": round(fit.rmse, 4),
+                         "t* at n 50000, d 3072": f"{t:.3f} ({low:.3f} to {high:.3f})" if several_d else "\N{EN DASH}"})
+        return pd.DataFrame(rows)
+
+    def exponent_table(self) -> pd.DataFrame:
+        """One row per family with separate exponents."""
+        return pd.DataFrame([{
+            "family": family, "points": e.points, "beta_n": round(e.beta_n, 4),
+            "beta_n 95%": f"{e.beta_n_interval[0]:.3f} to {e.beta_n_interval[1]:.3f}", "beta_d": round(e.beta_d, 4),
+            "beta_d 95%": f"{e.beta_d_interval[0]:.3f} to {e.beta_d_interval[1]:.3f}",
+            "beta_n - beta_d 95%": f"{e.difference_interval[0]:.3f} to {e.difference_interval[1]:.3f}",
+        } for family, e in self.exponents.items()])
+
+    def values(self) -> dict[str, float]:
+        """Numbers for the prose, NaN where a family could not be fitted."""
+        out: dict[str, float] = {"fit_min_d_shown": self.min_d}
+        nan2 = (math.nan, math.nan)
+        for family in sorted(set(self.families) | {"gaussian", "image_patches"}):
+            for law in LAWS:
+                fit, p = self.fits.get((family, law)), f"{family}_{law}"
+                c_int, a_int = (fit.c_interval, fit.alpha_interval) if fit else (nan2, nan2)
+                pred = fit.predict(CIFAR_N, CIFAR_D) if fit else (math.nan,) * 3
+                out |= {f"{p}_c": fit.c if fit else math.nan, f"{p}_c_low": c_int[0], f"{p}_c_high": c_int[1],
+                        f"{p}_alpha": fit.alpha if fit else math.nan, f"{p}_alpha_low": a_int[0],
+                        f"{p}_alpha_high": a_int[1], f"{p}_rmse": fit.rmse if fit else math.nan,
+                        f"{p}_cifar": pred[0], f"{p}_cifar_low": pred[1], f"{p}_cifar_high": pred[2],
+                        f"{p}_rmse_low_d": self.held_out_rmse.get((family, law), math.nan)}
+            e = self.exponents.get(family)
+            out |= {f"{family}_beta_n": e.beta_n if e else math.nan, f"{family}_beta_d": e.beta_d if e else math.nan,
+                    f"{family}_beta_n_low": e.beta_n_interval[0] if e else math.nan,
+                    f"{family}_beta_n_high": e.beta_n_interval[1] if e else math.nan,
+                    f"{family}_beta_d_low": e.beta_d_interval[0] if e else math.nan,
+                    f"{family}_beta_d_high": e.beta_d_interval[1] if e else math.nan}
+        for family in ("gaussian",):
+            fit, e = self.fits.get((family, "power")), self.exponents.get(family)
+            intervals = ([fit.alpha_interval] if fit else []) + ([e.beta_n_interval, e.beta_d_interval] if e else [])
+            inside = sum(lo <= COLLAPSE_EXPONENT <= hi for lo, hi in intervals)
+            out[f"{family}_exponents_containing_half"] = f"{inside} of {len(intervals)}"
+            cap = self.fits.get((family, "capacity"))
+            out[f"{family}_capacity_reference"] = "no fit" if cap is None else (
+                f"the interval of c {'contains' if cap.c_interval[0] <= 1 <= cap.c_interval[1] else 'excludes'} 1, "
+                f"that of alpha {'contains' if cap.alpha_interval[0] <= 0.5 <= cap.alpha_interval[1] else 'excludes'}"
+                " 1/2")
+        c = self.collapse
+        out |= {"collapse_gamma": c.gamma if c else math.nan,
+                "collapse_gamma_low": c.gamma_interval[0] if c else math.nan,
+                "collapse_gamma_high": c.gamma_interval[1] if c else math.nan,
+                "collapse_rmse_with_log_d": c.rmse if c else math.nan,
+                "collapse_gamma_excludes_zero": "excludes" if c and not c.gamma_interval[0] <= 0 <= c.gamma_interval[1]
+                else "contains"}
+        return out
+
+    def covers(self, family: str, t_star: float, n: int = CIFAR_N, d: int = CIFAR_D) -> dict[str, str]:
+        """Whether each law's predicted interval at (n, d) holds a measured ``t_star``: ``FAMILY_LAW_cifar_covers``."""
+        out = {}
+        for law in LAWS:
+            fit = self.fits.get((family, law))
+            _, low, high = fit.predict(n, d) if fit else (math.nan,) * 3
+            out[f"{family}_{law}_cifar_covers"] = "inside" if low <= t_star <= high else "outside"
+        return out
+
+    def collapse_finding(self) -> Finding | None:
+        """:func:`collapse_time_rule` on the Gaussian fits; None when the run has no Gaussian point.
+
+        An exponent that could not be fitted (too few uncensored points) enters as NaN: its part fails.
+        """
+        if "gaussian" not in self.families:
+            return None
+        nan3 = (math.nan, math.nan, math.nan)
+        fit, e = self.fits.get(("gaussian", "power")), self.exponents.get("gaussian")
+        return collapse_time_rule({"alpha": (fit.alpha, *fit.alpha_interval) if fit else nan3,
+                                   "beta_n": (e.beta_n, *e.beta_n_interval) if e else nan3,
+                                   "beta_d": (e.beta_d, *e.beta_d_interval) if e else nan3},
+                                  family="gaussian", min_d=self.min_d)
+
+
+def fit_laws(grid: Grid, families: Sequence[str], *, min_d: int, n_boot: int = 2000, seed: int = 0) -> LawFits:
+    """Fit both laws and the separate exponents per family on its points with d >= ``min_d``.
+
+    A family of one small d (two moons) keeps its points. The points below ``min_d`` are held out:
+    :attr:`LawFits.held_out_rmse` is the law's error there. For Gaussian data, the capacity law is
+    refitted with a :math:`\\gamma \\log d` term.
+    """
+    fits, exps, held = {}, {}, {}
+    collapse = None
+    measured = tuple(f for f in families if not grid.of(f).empty)
+    for family in measured:
+        of_family = grid.of(family)
+        floor = min(min_d, int(of_family["d"].max()))
+        sub = of_family[of_family["d"] >= floor]
+        reps = np.stack(sub["replicates"].to_numpy())
+        low_d = of_family[(of_family["d"] < floor) & np.isfinite(of_family["t_star"])]
+        for law in LAWS:
+            try:
+                fit = fit_law(law, sub["n"], sub["d"], sub["t_star"], reps, n_boot=n_boot, seed=seed)
+            except ValueError:
+                continue
+            fits[family, law] = fit
+            if not low_d.empty:
+                miss = log_snr(low_d["t_star"].to_numpy()) - fit.log_snr(low_d["n"], low_d["d"])
+                held[family, law] = float(np.sqrt(np.mean(miss**2)))
+        if sub["d"].nunique() > 1 and sub["n"].nunique() > 1:
+            with contextlib.suppress(ValueError):  # too few uncensored points
+                exps[family] = fit_exponents(sub["n"], sub["d"], sub["t_star"], reps, n_boot=n_boot, seed=seed)
+        if family == "gaussian":
+            try:
+                collapse = fit_law("capacity", sub["n"], sub["d"], sub["t_star"], reps, with_log_d=True,
+                                   n_boot=n_boot, seed=seed)
+            except ValueError:
+                collapse = None
+    return LawFits(fits, exps, held, collapse, min_d, measured)
+
+
+def collapse_time_rule(
+    exponents: dict[str, tuple[float, float, float]], *, family: str = "gaussian", min_d: int = 0
+) -> Finding:
+    r"""Verdict on ``collapse-time`` (:data:`GRADING`): the exponents against :math:`s^* \propto \sqrt{\log(n)/d}`.
+
+    ``exponents`` maps ``"alpha"`` (the power law in :math:`\log(n)/d`), ``"beta_n"`` and
+    ``"beta_d"`` (:func:`fit_exponents`) to ``(estimate, low, high)``. Each is a part: it agrees
+    with the law when its interval meets :math:`[1/2 - 0.05, 1/2 + 0.05]` (:data:`COLLAPSE_TOLERANCE`:
+    "about 1/2", since our :math:`t^*` is a cosine proxy of their collapse) and lies inside (0, 1)
+    (precise enough to tell the law from no dependence and from a linear one). The claim's
+    collapse time is derived for Gaussian data: another family is a stand-in.
+    """
+    missing = {"alpha", "beta_n", "beta_d"} - set(exponents)
+    if missing:
+        raise ValueError(f"exponents lacks {', '.join(sorted(missing))}")
+
+    def agrees(low: float, high: float) -> bool:
+        near = low <= COLLAPSE_EXPONENT + COLLAPSE_TOLERANCE and high >= COLLAPSE_EXPONENT - COLLAPSE_TOLERANCE
+        return bool(near and low > 0.0 and high < 1.0)
+
+    parts = {f"{name} ~ 1/2": agrees(low, high) for name, (_, low, high) in exponents.items()}
+    number = (f"{family.replace('_', ' ')} data, d >= {min_d}, cosine-based t* (not their collapse time): "
+              + ", ".join(f"{name} = {est:.3f} [{low:.3f}, {high:.3f}]" for name, (est, low, high) in exponents.items())
+              + f" ({_parts_text(parts)})")
+    return Finding("collapse-time", grade(parts, family == "gaussian"), number,
+                   f"parts: alpha, beta_n and beta_d each about 1/2 (95% interval meets [{0.5 - COLLAPSE_TOLERANCE:g}, "
+                   f"{0.5 + COLLAPSE_TOLERANCE:g}] and lies inside (0, 1)); the claimed data: Gaussian; " + GRADING)
+
+
+def gaussian_collapse_time(n: int, d: int, sigma: float) -> float:
+    r"""The capacity law with its predicted constants, :math:`s^* = \sqrt{n^{2/d} - 1} / \sigma`, as a time."""
+    return float(snr_to_time(math.sqrt(math.expm1(2 * math.log(n) / d)) / sigma))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The stochastic and the closed-form losses: the part of the CFM loss no field can remove
+# ---------------------------------------------------------------------------------------------------
+
+LOSS_RATIO_SMALL = 0.1
+"""The losses count as nearly equivalent when the irreducible part is at most this fraction of E||x1 - x0||^2."""
+
+
+@dataclass(frozen=True)
+class LossRatio:
+    r"""The irreducible part of the CFM loss relative to the target's energy, for one training set.
+
+    .. math::
+
+        R(t) = \frac{E\|x_1 - x_0 - u^*(x_t, t)\|^2}{E\|x_1 - x_0\|^2}, \qquad
+        R = \frac{E_{t \sim U(0, 1)} E\|x_1 - x_0 - u^*(x_t, t)\|^2}{E\|x_1 - x_0\|^2}.
+
+    :math:`L_{CFM}(v) = L_{FM}(v) + E\|x_1 - x_0 - u^*\|^2` for every field v (Bertrand et al.), and
+    :math:`E\|x_1 - x_0\|^2` is the CFM loss of the zero field: R is the share of the stochastic loss
+    that no field can remove. Since :math:`x_1 - x_0 - u^* = (x_1 - D(x_t, t))/(1 - t)`, R(t) is the
+    denoiser's error scaled by :math:`(1 - t)^{-2}`: at t = 0 it is :math:`v/(1 + v)` for data of
+    per-coordinate variance v, and it vanishes once the posterior has collapsed.
+
+    Attributes:
+        family, d, n: the training set.
+        ts: (T,) times of the curve; per_time, per_time_se: (T,) R(t) and its standard error over pairs.
+        overall, overall_se: R with t drawn uniformly with each pair, and its standard error.
+        seconds: wall time.
+    """
+
+    family: str
+    d: int
+    n: int
+    ts: FloatArray = field(repr=False)
+    per_time: FloatArray = field(repr=False)
+    per_time_se: FloatArray = field(repr=False)
+    overall: float
+    overall_se: float
+    seconds: float
+
+
+def loss_ratio(
+    field_: object, data: Tensor, ts: Sequence[float] | FloatArray, *, batch: int = 256,
+    generator: torch.Generator | None = None, family: str = "", overall_batch: int | None = None,
+) -> LossRatio:
+    r""":class:`LossRatio` of ``field_`` (with ``velocity(x, t)``, or a callable ``v(x, t)``) on ``data`` (n, d).
+
+    The curve uses ``batch`` pairs at every time of ``ts``; the overall ratio ``overall_batch``
+    (default 4 ``batch``) fresh pairs, each with its own :math:`t \sim U(0, 1)` (capped at
+    :math:`1 - 10^{-6}`), so it is the CFM expectation itself, not a quadrature.
+    """
+    import time
+
+    start = time.perf_counter()
+    data = check_data(data)
+    batch = check_positive_int(batch, "batch")
+    grid = check_times(ts, include_start=False, include_end=False).numpy()
+    velocity = check_field(field_, "field_")
+    x0, x1 = draw_pairs(data, batch, generator=generator)
+    target = x1 - x0
+    energy = float(target.double().pow(2).sum(dim=1).mean())
+    per_pair = []
+    for t in grid:
+        x_t = (1.0 - t) * x0 + t * x1
+        per_pair.append((target - velocity(x_t, float(t))).double().pow(2).sum(dim=1).cpu().numpy())
+    sq = np.stack(per_pair)  # (T, B)
+    big = check_positive_int(overall_batch or 4 * batch, "overall_batch")
+    y0, y1 = draw_pairs(data, big, generator=generator)
+    u = torch.rand(big, generator=generator, dtype=torch.float64, device=generator_device(generator))
+    t_b = u.clamp(max=1.0 - 1e-6).to(device=data.device, dtype=data.dtype)
+    y_t = (1 - t_b[:, None]) * y0 + t_b[:, None] * y1
+    whole = (y1 - y0 - velocity(y_t, t_b)).double().pow(2).sum(dim=1).cpu().numpy()
+    big_energy = float((y1 - y0).double().pow(2).sum(dim=1).mean())
+    return LossRatio(
+        family=family, d=int(data.shape[1]), n=int(data.shape[0]), ts=grid, per_time=sq.mean(axis=1) / energy,
+        per_time_se=sq.std(axis=1, ddof=1) / math.sqrt(batch) / energy, overall=float(whole.mean() / big_energy),
+        overall_se=float(whole.std(ddof=1) / math.sqrt(big) / big_energy), seconds=time.perf_counter() - start,
+    )
+
+
+@dataclass(frozen=True)
+class LossRatios:
+    """:class:`LossRatio` for several families and dimensions."""
+
+    ratios: tuple[LossRatio, ...]
+
+    def table(self) -> pd.DataFrame:
+        """One row per (family, d): the overall ratio with its standard error, and R at a few times."""
+        rows = []
+        for r in self.ratios:
+            row = {"family": r.family.replace("_", " "), "d": r.d, "n": r.n, "R (t ~ U(0, 1))": round(r.overall, 4),
+                   "standard error": round(r.overall_se, 4)}
+            for t in (0.01, 0.1, 0.5):
+                k = int(np.argmin(np.abs(r.ts - t)))
+                row[f"R(t = {r.ts[k]:.2g})"] = round(float(r.per_time[k]), 4)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def families(self) -> list[str]:
+        """The families measured, in order."""
+        return list(dict.fromkeys(r.family for r in self.ratios))
+
+    def of(self, family: str) -> list[LossRatio]:
+        """The ratios of one family, by increasing d."""
+        return sorted((r for r in self.ratios if r.family == family), key=lambda r: r.d)
+
+    def values(self) -> dict[str, float]:
+        """Numbers for the prose: per family the ratio at its smallest and largest d (``loss_FAMILY_*``)."""
+        out: dict[str, float] = {"loss_small": LOSS_RATIO_SMALL}
+        for family in self.families():
+            rs = self.of(family)
+            out |= {f"loss_{family}_d_low": rs[0].d, f"loss_{family}_low": rs[0].overall,
+                    f"loss_{family}_d_high": rs[-1].d, f"loss_{family}_high": rs[-1].overall,
+                    f"loss_{family}_high_se": rs[-1].overall_se}
+        return out
+
+    def finding(self) -> Finding:
+        """:func:`losses_equivalence_rule` on these ratios."""
+        return losses_equivalence_rule({f: ([r.d for r in self.of(f)], [r.overall for r in self.of(f)])
+                                        for f in self.families()})
+
+
+def measure_loss_ratios(
+    families: Sequence[str], *, dims: Sequence[int], resolutions: Sequence[int], n: int, times: int = 16,
+    batch: int = 256, seed: int = 0, device: str | torch.device = "auto", progress: bool = True,
+) -> LossRatios:
+    """:func:`loss_ratio` of the closed form for each family over its dimensions (:func:`family_grid`), n points.
+
+    The curve's times are geometric in s from 0.005 to 100 (t from 0.005 to 0.99).
+    """
+    from fmlib.data import make_dataset
+
+    dev = resolve_device(device)
+    ts = snr_grid(5e-3, 1e2, times)
+    todo = [(f, d, m) for f in families for d, m in family_grid(f, dims=dims, resolutions=resolutions, sizes=[n])]
+    ratios = []
+    for family, d, m in _progress(todo, "loss ratios", progress):
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        data = make_dataset(family, m, d=d, generator=gen, device=dev)
+        ratios.append(loss_ratio(ClosedFormField(data), data, ts, batch=batch, generator=gen, family=family))
+    return LossRatios(tuple(ratios))
+
+
+def losses_equivalence_rule(by_family: dict[str, tuple[Sequence[float], Sequence[float]]]) -> Finding:
+    r"""Verdict on ``losses-equivalence`` (:data:`GRADING`).
+
+    ``by_family`` maps each family to its dimensions and overall ratios R (:class:`LossRatio`).
+    Parts: (small) at each family's largest d, :math:`R \le` :data:`LOSS_RATIO_SMALL` (0.1): the
+    stochastic loss exceeds the closed-form one by at most a tenth of :math:`E\|x_1 - x_0\|^2`;
+    (falls) R falls with d (:func:`falls_with_d`) in every family with at least 3 dimensions. The
+    claim is about high-dimensional data in general, so every family counts as claimed data.
+    """
+    if not by_family:
+        raise ValueError("losses_equivalence_rule needs at least one family")
+    small, falls, text = [], [], []
+    for family, (d, r) in by_family.items():
+        d, r = np.asarray(d, dtype=np.float64), np.asarray(r, dtype=np.float64)
+        if d.size == 0 or d.shape != r.shape:
+            raise ValueError(f"family {family!r}: d and ratios must be non-empty and of one length")
+        top = int(np.argmax(d))
+        small.append(bool(r[top] <= LOSS_RATIO_SMALL))
+        trend = falls_with_d(d, r)
+        if trend.dimensions >= MIN_DIMENSIONS:
+            falls.append(trend.holds)
+        text.append(f"{family.replace('_', ' ')}: R = {r[top]:.3f} at d = {int(d[top])}"
+                    + (f", rank correlation with d {trend.rho:.2f}" if trend.dimensions >= MIN_DIMENSIONS else ""))
+    parts = {f"R <= {LOSS_RATIO_SMALL} at the largest d": all(small)}
+    if falls:
+        parts["R falls with d"] = all(falls)
+    return Finding("losses-equivalence", grade(parts, True), "; ".join(text) + f" ({_parts_text(parts)})",
+                   f"R = E||x1 - x0 - u*||^2 / E||x1 - x0||^2 with t ~ U(0, 1); parts: R <= {LOSS_RATIO_SMALL} at "
+                   f"each family's largest d, and R falls with d (Spearman <= {FALLS_RHO}) in each family with >= "
+                   f"{MIN_DIMENSIONS} dimensions; " + GRADING)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------------
+
+
+def _logit_time_axis(ax: object, ticks: Sequence[float] = (0.001, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999)) -> None:
+    """A logit x axis (even steps in log-SNR) with plain tick labels."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("logit")
+    ax.set_xticks(list(ticks), labels=[f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def histogram_figure(panels: dict[str, PointMeasurement], times: Sequence[float], threshold: float = 0.9) -> Figure:
+    """Histograms of the cosines (rows: data sets, columns: times), as fractions of the pairs."""
+    import matplotlib.pyplot as plt
+
+    rows, cols = len(panels), len(times)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols + 1.2, 2.4 * rows + 0.6), sharex=True, sharey="row",
+                             squeeze=False, layout="constrained")
+    bins = np.linspace(-1, 1, 41)
+    for row, (label, point) in enumerate(panels.items()):
+        for col, t in enumerate(times):
+            k = int(np.argmin(np.abs(point.curves.ts - t)))
+            cos = point.curves.cosines[k]
+            ax = axes[row, col]
+            ax.hist(cos, bins=bins, weights=np.full(cos.size, 1.0 / cos.size), color=f"C{row}")
+            ax.axvline(threshold, color="gray", ls="--", lw=1)
+            ax.set_xticks([-1, 0, 1])
+            if row == 0:
+                ax.set_title(f"t = {t:g}", fontsize=12)
+        axes[row, 0].set_ylabel(f"{label}\nfraction of pairs", fontsize=11)
+    for ax in axes[-1]:
+        ax.set_xlabel("cosine", fontsize=11)
+    fig.suptitle(r"Cosine between $u^*(x_t, t)$ and $x_1 - x_0$ over the pairs", fontsize=13)
+    return fig
+
+
+def fraction_figure(grid: Grid, families: Sequence[str], n: int, *, level: float = 0.5, threshold: float = 0.9
+                    ) -> Figure:
+    """F against t (logit axis, i.e. log-SNR spacing), one panel per family and one curve per d, at n points."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, max(len(families), 1), figsize=(6.4 * max(len(families), 1), 4.2), squeeze=False,
+                             layout="constrained")
+    for ax, family in zip(axes[0], families, strict=False):
+        sub = grid.of(family, n=n)
+        colours = plt.cm.viridis(np.linspace(0, 0.9, max(len(sub), 1)))
+        for colour, (_, r) in zip(colours, sub.iterrows(), strict=False):
+            ax.plot(r["ts"], r["fraction"], "-", color=colour, lw=1.6, label=f"d = {r['d']}")
+            if np.isfinite(r["t_star"]):
+                ax.plot([r["t_star"]], [level], "o", color=colour, ms=5)
+        ax.axhline(level, color="gray", ls=":", lw=0.8)
+        _logit_time_axis(ax)
+        ax.set(xlabel="t (logit scale: even steps in log-SNR)", ylabel=f"fraction with cosine > {threshold}",
+               ylim=(-0.02, 1.02), title=f"{family.replace('_', ' ')}, n = {n}")
+        legend_outside(ax, fontsize=8, frameon=False)
+    return fig
+
+
+def laws_figure(grid: Grid, laws: LawFits) -> Figure:
+    """Per family: s* against log(n)/d with intervals and the fitted laws, and below it the residuals."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    families = [f for f in laws.families if not grid.of(f).empty]
+    cols = 2 if len(families) > 1 else 1
+    blocks = math.ceil(len(families) / cols)
+    fig = plt.figure(figsize=(6.0 * cols + 1.0, 5.6 * blocks), layout="constrained")
+    spec = fig.add_gridspec(2 * blocks, cols, height_ratios=[2.4, 1] * blocks)
+    norm = plt.Normalize(vmin=1, vmax=math.log2(max(grid.points["d"].max(), 2)))
+    styles = {"power": ("--", "x", "C3"), "capacity": ("-", "o", "C0")}
+    for i, family in enumerate(families):
+        ax = fig.add_subplot(spec[2 * (i // cols), i % cols])
+        rax = fig.add_subplot(spec[2 * (i // cols) + 1, i % cols], sharex=ax)
+        sub = grid.of(family)
+        sub = sub[np.isfinite(sub["t_star"])]
+        ax.set_title(family.replace("_", " "), fontsize=12)
+        if sub.empty:
+            continue
+        x = np.log(sub["n"].to_numpy(np.float64)) / sub["d"].to_numpy(np.float64)
+        s_star = time_to_snr(sub["t_star"].to_numpy())
+        low, high = time_to_snr(sub["low"].to_numpy()), time_to_snr(sub["high"].to_numpy())
+        err = np.clip(np.nan_to_num(np.stack([s_star - low, high - s_star]), posinf=0.0, neginf=0.0), 0, None)
+        ax.errorbar(x, s_star, yerr=err, fmt="none", ecolor="gray", lw=0.8, zorder=2)
+        ax.scatter(x, s_star, c=np.log2(sub["d"]), cmap="viridis", norm=norm, s=22, zorder=3)
+        grid_x = np.geomspace(x.min() / 1.5, x.max() * 1.5, 200)
+        for law, (style, marker, colour) in styles.items():
+            fit = laws.fits.get((family, law))
+            if fit is None:
+                continue
+            ax.plot(grid_x, fit.c * np.exp(fit.alpha * _feature_of_rate(law, grid_x)), style, color="k",
+                    lw=1, label=f"{law} law")
+            rax.plot(np.log(fit.n) / fit.d, fit.residuals, marker, ms=5, color=colour, ls="none", label=law)
+        ax.set(xscale="log", yscale="log", ylabel="s* = t* / (1 - t*)")
+        rax.axhline(0, color="gray", lw=0.8)
+        rax.set(xlabel="log(n) / d", ylabel="residual in log s*")
+        for axis in (ax.xaxis, ax.yaxis, rax.xaxis):
+            axis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis overlap
+    handles = [plt.Line2D([], [], color="k", ls=styles[law][0], label=f"{law} law (top)") for law in LAWS]
+    handles += [plt.Line2D([], [], color=styles[law][2], marker=styles[law][1], ls="none",
+                           label=f"{law} residuals (bottom)") for law in LAWS]
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=fig.axes, label="log2 d", shrink=0.6)
+    return fig
+
+
+def losses_figure(ratios: LossRatios) -> Figure:
+    """R(t) against t (logit axis), one panel per family and one curve per d; last panel: R against d."""
+    import matplotlib.pyplot as plt
+
+    families = ratios.families()
+    fig, axes = plt.subplots(1, len(families) + 1, figsize=(4.6 * (len(families) + 1), 4.0), squeeze=False,
+                             layout="constrained")
+    for ax, family in zip(axes[0], families, strict=False):
+        rs = ratios.of(family)
+        colours = plt.cm.viridis(np.linspace(0, 0.9, len(rs)))
+        for colour, r in zip(colours, rs, strict=True):
+            ax.plot(r.ts, r.per_time, "-", color=colour, lw=1.5, label=f"d = {r.d}")
+        _logit_time_axis(ax, (0.01, 0.1, 0.5, 0.9, 0.99))
+        ax.set(xlabel="t (logit scale)", ylabel="R(t)", ylim=(-0.02, 1.02),
+               title=f"{family.replace('_', ' ')}, n = {rs[0].n}")
+        legend_outside(ax, loc="lower", fontsize=8, frameon=False)
+    ax = axes[0, -1]
+    for i, family in enumerate(families):
+        rs = ratios.of(family)
+        ax.errorbar([r.d for r in rs], [r.overall for r in rs], yerr=[2 * r.overall_se for r in rs], fmt="o-",
+                    color=f"C{i}", ms=4, label=family.replace("_", " "))
+    ax.axhline(LOSS_RATIO_SMALL, color="gray", ls="--", lw=0.8)
+    ax.set(xscale="log", xlabel="d", ylabel="R, t ~ U(0, 1)", title="over t, against d")
+    legend_outside(ax, loc="lower", fontsize=8, frameon=False)
+    return fig
+
+
+def widths_table(trends: Sequence[Trend]) -> pd.DataFrame:
+    """The :meth:`Trend.table` of several families, one below the other."""
+    return pd.concat([tr.table() for tr in trends], ignore_index=True) if trends else pd.DataFrame()
+
+
+def cifar_paragraph(cifar: HighD | None) -> str:
+    """The chapter's paragraph on CIFAR-10 itself: its numbers when it was measured, else how to add it."""
+    if cifar is None:
+        return ("**CIFAR-10 itself** was not part of this run. Put the official python files in "
+                "`data/cifar-10-batches-py` and run `python -m fmlib run stochastic_target -p cifar10_dir "
+                "data/cifar-10-batches-py` to add it to the histograms, to this paragraph and to the verdict.")
+    return (f"**CIFAR-10 itself** (`cifar10_dir` given, n = {cifar.n}): t* = {cifar.t_star:.3f} "
+            f"({cifar.low:.3f} to {cifar.high:.3f}), the fraction above 0.9 reaches 0.9 at t = {cifar.t90:.3f} and "
+            f"is {cifar.fraction_at_paper_time:.3f} at t = {PAPER_TIME}.")

@@ -1,0 +1,289 @@
+"""Chapter 3's verdict rules on contrary data, its grids and tables, and mutation tests of its measurements.
+
+The rules (``cosine_high_d_rule``, ``dimension_sweep_rule``, ``collapse_time_rule``,
+``losses_equivalence_rule``) each give all three verdicts here; the mutation tests inject a field that
+ignores the data (zero or negated), a wrong temperature, and a wrong SNR map, and show that the
+measured t* or the verdicts change while the unmutated pipeline gives its expected verdicts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fmlib.closed_form import ClosedFormField
+from fmlib.data import make_dataset
+from fmlib.experiments import stochastic_target as st
+from fmlib.experiments.verdicts import Verdict
+from fmlib.path import snr_to_time
+
+REPRODUCED, PARTLY, NOT = Verdict.REPRODUCED, Verdict.PARTLY, Verdict.NOT_REPRODUCED
+
+
+# --- the one grading and "falls with d" ------------------------------------------------------------
+
+
+def test_grading_needs_every_part_on_the_claimed_data_for_reproduced():
+    assert st.grade({"a": True, "b": True}, True) is REPRODUCED
+    assert st.grade({"a": True, "b": True}, False) is PARTLY
+    assert st.grade({"a": True, "b": False}, True) is PARTLY
+    assert st.grade({"a": False, "b": False}, True) is NOT
+    with pytest.raises(ValueError, match="at least one part"):
+        st.grade({}, True)
+
+
+def test_falls_with_d_needs_three_dimensions_and_a_negative_rank_correlation():
+    assert st.falls_with_d([1, 2, 3, 4], [4.0, 3.0, 2.0, 1.0]).holds
+    assert not st.falls_with_d([1, 2, 3, 4], [1.0, 2.0, 3.0, 4.0]).holds
+    assert st.falls_with_d([1, 2, 3], [3.0, 1.0, 2.0]).rho == pytest.approx(-0.5)  # one swap still falls
+    few = st.falls_with_d([1, 2, 3], [2.0, math.nan, 1.0])
+    assert math.isnan(few.rho) and not few.holds and few.dimensions == 2
+    with pytest.raises(ValueError, match="one length"):
+        st.falls_with_d([1, 2], [1.0])
+
+
+# --- verdict rules on contrary data ----------------------------------------------------------------
+
+
+def high_d(data="cifar10", n=50_000, fraction=0.95, two_d=0.9):
+    return st.HighD(data=data, n=n, fraction_at_paper_time=fraction, t_star=0.02, low=0.01, high=0.03, t90=0.08,
+                    first_fraction=0.2, initial=0.2, variance=0.4, two_d_t_star=two_d, two_d_n=n,
+                    two_d_fraction_half=0.3)
+
+
+def test_cosine_high_d_rule_gives_each_verdict():
+    assert st.cosine_high_d_rule(high_d()).verdict is REPRODUCED
+    assert st.cosine_high_d_rule(high_d(data="image_patches")).verdict is PARTLY  # a stand-in
+    assert st.cosine_high_d_rule(high_d(n=1000)).verdict is PARTLY  # CIFAR-10 but not its 50,000 images
+    assert st.cosine_high_d_rule(high_d(two_d=0.3)).verdict is PARTLY  # 2-D aligned early: half the claim
+    finding = st.cosine_high_d_rule(high_d(fraction=0.5, two_d=0.3))
+    assert finding.verdict is NOT and "F(t = 0.2) >= 0.9 in high d: no" in finding.number
+    assert st.cosine_high_d_rule(high_d(two_d=math.inf)).verdict is REPRODUCED  # never aligned in 2-D: stochastic
+
+
+def trend(family, t_star, width_log_snr, d=(192, 768, 3072), width_t=None):
+    d = np.asarray(d, dtype=float)
+    t = np.asarray(t_star, dtype=float)
+    w_s = np.asarray(width_log_snr, dtype=float)
+    w_t = t * w_s if width_t is None else np.asarray(width_t, dtype=float)
+    return st.Trend(family, 1000, 192, d, t, w_t, w_s, st.falls_with_d(d, t), st.falls_with_d(d, w_s),
+                    st.falls_with_d(d, w_t))
+
+
+def test_dimension_sweep_rule_gives_each_verdict_and_grades_sharpening_in_log_snr():
+    falling = ([0.3, 0.1, 0.03], [0.6, 0.4, 0.2])
+    assert st.dimension_sweep_rule([trend("imagenette", *falling)]).verdict is REPRODUCED
+    assert st.dimension_sweep_rule([trend("image_patches", *falling)]).verdict is PARTLY  # stand-in data
+    # a transition that only moves: constant width in log s, so a width in t that falls with t*
+    moving = trend("imagenette", [0.3, 0.1, 0.03], [0.35, 0.35, 0.35])
+    assert moving.narrows_in_t.holds and not moving.sharpens.holds
+    assert st.dimension_sweep_rule([moving]).verdict is PARTLY
+    rising = trend("imagenette", [0.03, 0.1, 0.3], [0.2, 0.4, 0.6])
+    assert st.dimension_sweep_rule([rising]).verdict is NOT
+    # every family must show a part for it to hold
+    assert st.dimension_sweep_rule([trend("imagenette", *falling), rising]).verdict is NOT
+    with pytest.raises(ValueError, match="at least one"):
+        st.dimension_sweep_rule([])
+
+
+def test_the_two_bertrand_rules_use_the_same_words_for_the_same_evidence():
+    all_hold = ([0.3, 0.1, 0.03], [0.6, 0.4, 0.2])
+    none_hold = ([0.03, 0.1, 0.3], [0.2, 0.4, 0.6])
+    pairs = [
+        (high_d(), trend("imagenette", *all_hold)),  # every part, on the claimed data
+        (high_d(data="image_patches"), trend("image_patches", *all_hold)),  # every part, on stand-in data
+        (high_d(two_d=0.3), trend("imagenette", [0.3, 0.1, 0.03], [0.2, 0.4, 0.6])),  # one part of two
+        (high_d(fraction=0.1, two_d=0.3), trend("imagenette", *none_hold)),  # no part
+    ]
+    verdicts = [(st.cosine_high_d_rule(a).verdict, st.dimension_sweep_rule([b]).verdict) for a, b in pairs]
+    assert verdicts == [(REPRODUCED, REPRODUCED), (PARTLY, PARTLY), (PARTLY, PARTLY), (NOT, NOT)]
+
+
+def exponents(alpha=(0.5, 0.48, 0.52), beta_n=(0.5, 0.47, 0.53), beta_d=(0.5, 0.49, 0.51)):
+    return {"alpha": alpha, "beta_n": beta_n, "beta_d": beta_d}
+
+
+def test_collapse_time_rule_compares_the_exponents_with_one_half_by_their_intervals():
+    assert st.collapse_time_rule(exponents()).verdict is REPRODUCED
+    assert st.collapse_time_rule(exponents(), family="image_patches").verdict is PARTLY
+    assert st.collapse_time_rule(exponents(beta_n=(0.6, 0.56, 0.64))).verdict is PARTLY  # interval misses 1/2 +- 0.05
+    assert st.collapse_time_rule(exponents(alpha=(0.5, -0.5, 1.5))).verdict is PARTLY  # too wide to tell
+    far = st.collapse_time_rule(exponents(alpha=(1.0, 0.9, 1.1), beta_n=(1.0, 0.9, 1.1), beta_d=(0.2, 0.1, 0.3)))
+    assert far.verdict is NOT
+    nan3 = (math.nan,) * 3
+    assert st.collapse_time_rule(exponents(alpha=nan3, beta_n=nan3, beta_d=nan3)).verdict is NOT
+    with pytest.raises(ValueError, match="beta_d"):
+        st.collapse_time_rule({"alpha": (0.5, 0.4, 0.6), "beta_n": (0.5, 0.4, 0.6)})
+
+
+def test_losses_equivalence_rule_gives_each_verdict():
+    d = [8, 64, 512]
+    assert st.losses_equivalence_rule({"gaussian": (d, [0.4, 0.2, 0.05]), "digits": ([64], [0.08])}).verdict \
+        is REPRODUCED
+    assert st.losses_equivalence_rule({"gaussian": (d, [0.4, 0.2, 0.15])}).verdict is PARTLY  # falls, stays large
+    assert st.losses_equivalence_rule({"gaussian": (d, [0.01, 0.03, 0.05])}).verdict is PARTLY  # small, but grows
+    assert st.losses_equivalence_rule({"gaussian": (d, [0.1, 0.3, 0.5])}).verdict is NOT
+    assert st.losses_equivalence_rule({"digits": ([64], [0.5])}).verdict is NOT  # one d: only the size is judged
+    with pytest.raises(ValueError, match="one length"):
+        st.losses_equivalence_rule({"gaussian": ([8, 64], [0.1])})
+
+
+# --- measurements, tables -------------------------------------------------------------------------
+
+
+def test_loss_ratio_is_v_over_one_plus_v_at_small_t_and_vanishes_after_collapse():
+    gen = torch.Generator().manual_seed(0)
+    data = 0.5 * make_dataset("gaussian", 20, d=256, generator=gen, device="cpu", dtype=torch.float64)
+    v = float(data.var(dim=0, unbiased=False).mean())
+    mean_sq = float(data.mean(dim=0).pow(2).mean())
+    ratio = st.loss_ratio(ClosedFormField(data), data, [1e-4, 0.9], batch=512, generator=gen)
+    # at t = 0, x1 - x0 - u* = x1 - mean: E||x1 - mean||^2 / E||x1 - x0||^2 = v / (1 + v + mean^2)
+    assert ratio.per_time[0] == pytest.approx(v / (1 + v + mean_sq), rel=0.15)
+    assert ratio.per_time[1] < 1e-6
+    assert 0 < ratio.overall < ratio.per_time[0]
+    negated = st.loss_ratio(lambda x, t: -ClosedFormField(data).velocity(x, t), data, [0.5], batch=64, generator=gen)
+    assert negated.per_time[0] > 1.0  # the check sees a wrong field
+
+
+def test_grid_table_shows_censored_times_as_a_dash_and_reads_a_sweep_back():
+    settings = st.Settings(batch=16, grid_points=6, refine=0, n_boot=20)
+    point = settings.measure("gaussian", 4, 3)
+    summary = {**point.summary(), "t_star": -math.inf, "t_star_low": -math.inf, "censored": "left"}
+    swept = pd.DataFrame([{"family": "gaussian", "d": 4, "n": 3, "batch": 16, "threshold": 0.9, "level": 0.5,
+                           "stale": False, **summary}])
+    grid = st.grid_from_sweep(swept, settings, ["gaussian"])
+    table = grid.table()
+    assert table.loc[0, "t*"] == "\N{EN DASH}" and table.loc[0, "95% low"] == "\N{EN DASH}"
+    assert not table.astype(str).apply(lambda c: c.str.contains("inf")).any().any()
+    assert grid.censored("left") == 1 and grid.points.loc[0, "replicates"].shape == point.critical.replicates.shape
+    with pytest.raises(ValueError, match="no current cosine_point run"):
+        st.grid_from_sweep(swept.assign(batch=32), settings, ["gaussian"])
+
+
+def test_width_in_log_snr_is_the_rise_measured_in_log_s():
+    point = st.Settings(batch=64, grid_points=10, refine=4, n_boot=20).measure("gaussian", 64, 30)
+    c = point.critical
+    t90 = c.t_star + c.width
+    assert c.width_log_snr == pytest.approx(math.log(t90 / (1 - t90)) - math.log(c.t_star / (1 - c.t_star)))
+
+
+def test_training_set_spread_compares_the_pairs_interval_with_independent_sets():
+    settings = st.Settings(batch=32, grid_points=8, refine=2, n_boot=50)
+    spread = st.training_set_spread(settings, "gaussian", [8, 32], 60, 4, n_boot=200, progress=False)
+    assert spread.set_t_stars.shape == (2, 4)
+    assert np.all(spread.reference_low <= spread.reference) and np.all(spread.reference <= spread.reference_high)
+    assert np.all(spread.single_low <= spread.single_high)
+    assert spread.values()["sets_outside_pairs"] == int(spread.outside_pairs.sum())
+    assert set(spread.table()["median outside pairs-only interval"]) <= {"yes", "no"}
+    with pytest.raises(ValueError, match="n_sets must be at least 2"):
+        st.training_set_spread(settings, "gaussian", [8], 60, 1)
+
+
+# --- mutation tests --------------------------------------------------------------------------------
+
+
+class ZeroField(ClosedFormField):
+    """Ignores the data: u = 0."""
+
+    def velocity(self, x, t):
+        return torch.zeros_like(x)
+
+
+class NegatedField(ClosedFormField):
+    """A sign error: -u*."""
+
+    def velocity(self, x, t):
+        return -super().velocity(x, t)
+
+
+class WarmField(ClosedFormField):
+    """Temperature 1/(1 - t) instead of 1/(1 - t)^2 in the posterior weights."""
+
+    def _logit_coefficients(self, t, gap):
+        return t / gap, 0.5 * t * t / gap
+
+
+def pipeline():
+    """The chapter's measurements at tiny sizes: t* of a few points and the four verdicts."""
+    settings = st.Settings(batch=32, grid_points=8, refine=2, n_boot=50)
+    patches, moons = settings.measure("image_patches", 3072, 200), settings.measure("two_moons", 2, 200)
+    grid = st.measure_grid(settings, ["gaussian"], dims=[32, 128, 512], resolutions=[], sizes=[30, 100, 300],
+                           max_work=math.inf, curve_n=100, progress=False)
+    laws = st.fit_laws(grid, ["gaussian"], min_d=16, n_boot=200)
+    trend_ = st.dimension_trend(grid, "gaussian", 100, min_d=16)
+    losses = st.measure_loss_ratios(["gaussian"], dims=[8, 64, 512], resolutions=[], n=100, times=6, batch=32,
+                                    progress=False)
+    verdicts = (st.cosine_high_d_rule(st.high_d_summary(patches, moons)).verdict, laws.collapse_finding().verdict,
+                st.dimension_sweep_rule([trend_]).verdict, losses.finding().verdict)
+    return grid, moons, trend_, laws, verdicts
+
+
+@pytest.fixture(scope="module")
+def clean():
+    return pipeline()
+
+
+def test_unmutated_pipeline_gives_the_expected_verdicts(clean):
+    grid, moons, trend_, _, verdicts = clean
+    assert verdicts == (PARTLY, REPRODUCED, PARTLY, REPRODUCED)
+    assert np.isfinite(grid.points["t_star"]).all() and moons.critical.t_star > 0.9
+    assert trend_.moves.holds
+
+
+@pytest.mark.parametrize("mutant", [ZeroField, NegatedField])
+def test_a_field_that_ignores_the_data_censors_every_t_star_and_changes_the_verdicts(monkeypatch, clean, mutant):
+    monkeypatch.setattr(st, "ClosedFormField", mutant)
+    grid, _, _, _, verdicts = pipeline()
+    assert (grid.points["t_star"] == math.inf).all()
+    assert verdicts[1:3] == (NOT, NOT) and verdicts[3] in (PARTLY, NOT)
+    assert verdicts != clean[4]
+
+
+def test_a_wrong_temperature_moves_t_star_out_of_its_intervals(monkeypatch, clean):
+    monkeypatch.setattr(st, "ClosedFormField", WarmField)
+    grid, moons, _, _, _ = pipeline()
+    ref = clean[0].points
+    outside = (grid.points["t_star"] > ref["high"]) | (grid.points["t_star"] < ref["low"])
+    assert outside.sum() >= 2, "a posterior at the wrong temperature must collapse later"
+    assert (grid.points["t_star"] >= ref["t_star"]).all()
+    assert moons.critical.t_star > clean[1].critical.high
+
+
+def exact_law_grid() -> st.Grid:
+    """t* of the law s* = sqrt(log(n) / d) with 2% noise, and pair-bootstrap-like replicates."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for d in (16, 64, 256, 1024):
+        for n in (10, 100, 1000, 10000):
+            s = math.sqrt(math.log(n) / d) * math.exp(rng.normal(0, 0.02))
+            reps = snr_to_time(s * np.exp(rng.normal(0, 0.02, 50)))
+            t = float(snr_to_time(s))
+            rows.append({"family": "gaussian", "d": d, "n": n, "t_star": t, "low": float(reps.min()),
+                         "high": float(reps.max()), "censored": "none", "width": 0.1, "width_log_snr": 0.3,
+                         "fraction_first": 0.0, "initial_alignment": 0.0, "variance": 1.0, "seconds": 0.0,
+                         "ts": np.zeros(2), "fraction": np.zeros(2), "replicates": reps})
+    return st.Grid(pd.DataFrame(rows, columns=st.GRID_COLUMNS))
+
+
+def test_a_wrong_snr_map_changes_the_collapse_verdict_and_the_widths(monkeypatch, clean):
+    grid = exact_law_grid()
+    assert st.fit_laws(grid, ["gaussian"], min_d=16, n_boot=200).collapse_finding().verdict is REPRODUCED
+    monkeypatch.setattr(st, "log_snr", lambda t: np.log(np.asarray(t, dtype=np.float64)))  # forgets 1 - t
+    assert st.fit_laws(grid, ["gaussian"], min_d=16, n_boot=200).collapse_finding().verdict is not REPRODUCED
+    mutated_grid, _, _, mutated_laws, _ = pipeline()
+    assert not np.allclose(mutated_grid.points["width_log_snr"], clean[0].points["width_log_snr"])
+    assert mutated_laws.fits["gaussian", "power"].alpha < clean[3].fits["gaussian", "power"].alpha - 0.05
+
+
+def test_the_book_says_when_a_measured_value_falls_outside_a_law_interval():
+    laws = st.fit_laws(exact_law_grid(), ["gaussian"], min_d=16, n_boot=200)
+    law_t = float(snr_to_time(math.sqrt(math.log(1000) / 256)))
+    assert laws.covers("gaussian", law_t, n=1000, d=256)["gaussian_power_cifar_covers"] == "inside"
+    assert set(laws.covers("gaussian", 0.9, n=1000, d=256).values()) == {"outside"}
+    values = laws.values()
+    assert values["gaussian_exponents_containing_half"] == "3 of 3"
+    assert values["gaussian_capacity_reference"].startswith("the interval of c excludes 1")  # c = 1/sqrt(2) here
