@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fmlib.book.chapters import find_chapter, markdown_cell, quick_parameters, write_text_atomic
-from fmlib.book.params import read_parameters, validate_overrides
+from fmlib.book.params import describe_constraint, read_parameters
+from fmlib.book.rules import check_parameters
 from fmlib.book.store import stored_run
 
 __all__ = [
@@ -71,8 +72,7 @@ def chapter_title(notebook_path: Path) -> str:
 def run_time(name: str, *, quick: bool = False) -> RunTime:
     """The stored, current run of chapter ``name`` with its defaults (or its tiny test parameters)."""
     notebook = find_chapter(name)
-    specs = read_parameters(notebook)
-    params = validate_overrides(specs, quick_parameters(notebook) if quick else {})
+    params = check_parameters(notebook, quick_parameters(notebook) if quick else {})
     path = stored_run(notebook.stem, params, notebook)
     if path is None:
         return RunTime(None, "")
@@ -99,10 +99,8 @@ def _duration(seconds: float | None) -> str:
 
 def _allowed(constraint: str) -> str:
     """A parameter's constraint, in words."""
-    if not constraint:
-        return ""
-    words = {"dataset": "the name of a data set of `fmlib.data`", "file": "a path to a data file, or empty"}
-    return f" (allowed: {words.get(constraint, constraint)})"
+    words = describe_constraint(constraint)
+    return f" (allowed: {words})" if words else ""
 
 
 def _write(path: Path, lines: list[str]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fmlib.book.chapters import REPO_ROOT, find_chapter, write_json_atomic
-from fmlib.book.params import ParameterSpec, read_parameters, validate_overrides
+from fmlib.book.rules import check_parameters
 from fmlib.book.store import params_hash, publish, results_root, run_dir, source_hash, stored_run
 
 __all__ = ["ChapterError", "RunResult", "machine_description", "run_chapter"]
@@ -47,6 +47,22 @@ class RunResult:
         return self.path / f"{self.name}.ipynb"
 
 
+def _ipc_kernel_manager() -> type:
+    """A jupyter_client KernelManager that talks to the kernel over local IPC sockets, not TCP.
+
+    The kernel and the runner are on one machine; over TCP ipykernel 7 warns at every start that the
+    traffic is unencrypted ("Kernel is running over TCP without encryption"), which a reader takes
+    for an error. IPC sockets live beside the connection file in Jupyter's runtime directory.
+    """
+    from jupyter_client.manager import KernelManager
+
+    class IpcKernelManager(KernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(transport="ipc", **kwargs)
+
+    return IpcKernelManager
+
+
 def _execute(notebook_path: Path, params: dict[str, Any], staging: Path, *, progress: bool) -> None:
     import jupytext
     import papermill
@@ -62,7 +78,7 @@ def _execute(notebook_path: Path, params: dict[str, Any], staging: Path, *, prog
     try:
         papermill.execute_notebook(
             source, output, parameters=params, kernel_name="python3", cwd=str(REPO_ROOT),
-            progress_bar=progress, report_mode=False,
+            progress_bar=progress, report_mode=False, kernel_manager_class=_ipc_kernel_manager(),
         )
     except PapermillExecutionError as err:
         failed = results_root() / "_failed" / f"{notebook_path.stem}-{params_hash(params)}.ipynb"
@@ -115,8 +131,7 @@ def run_chapter(
         ChapterError: a cell failed (the store is left as it was).
     """
     notebook_path = find_chapter(name)
-    specs: dict[str, ParameterSpec] = read_parameters(notebook_path)
-    params = validate_overrides(specs, overrides or {})
+    params = check_parameters(notebook_path, overrides or {})
     stem = notebook_path.stem
     existing = None if force else stored_run(stem, params, notebook_path)
     if existing is not None:
