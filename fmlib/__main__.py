@@ -18,6 +18,7 @@ from fmlib.book.chapters import chapter_names, find_chapter
 from fmlib.book.params import ParameterError, read_parameters
 from fmlib.book.rules import rules_for
 from fmlib.book.run import ChapterError, run_chapter
+from fmlib.book.show import RunNotStored, show_run
 
 
 def _parameter_help(name: str) -> str:
@@ -42,7 +43,11 @@ def _pairs(values: list[list[str]] | None) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (2 for a rejected parameter, 1 for a failed chapter)."""
+    """Entry point; returns the exit status.
+
+    0: done; 1: a chapter (or a page) failed; 2: a rejected parameter or no command; 3: ``show`` found
+    no stored run with these parameters (the message gives the ``run`` command that stores it).
+    """
     parser = argparse.ArgumentParser(prog="python -m fmlib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command")
@@ -77,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             result = run_chapter(args.name, _pairs(args.parameter), force=args.force)
             print(f"{'ran' if result.executed else 'already stored'}: {result.path}")
         elif args.command == "show":
-            from fmlib.book.show import show_run
-
+            print(f"rendering the stored run of {args.name} (about a minute)", flush=True)
             print(show_run(args.name, _pairs(args.parameter)))
         elif args.command == "sweep":
             from fmlib.book.sweep import run_sweep
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     except ChapterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except LookupError as err:  # show: no such run stored (the message says how to run it)
+    except RunNotStored as err:
         print(f"error: {err.args[0]}", file=sys.stderr)
         return 3
     return 0

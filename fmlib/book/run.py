@@ -21,7 +21,7 @@ from fmlib.book.chapters import REPO_ROOT, find_chapter, write_json_atomic
 from fmlib.book.rules import check_parameters
 from fmlib.book.store import params_hash, publish, results_root, run_dir, source_hash, stored_run
 
-__all__ = ["ChapterError", "RunResult", "machine_description", "run_chapter"]
+__all__ = ["ChapterError", "RunResult", "machine_description", "machine_load", "run_chapter"]
 
 class ChapterError(RuntimeError):
     """A chapter's execution failed: names the chapter, the cell and where the executed notebook is."""
@@ -118,6 +118,18 @@ def machine_description() -> str:
     return text
 
 
+def machine_load() -> float | None:
+    """The machine's 1-minute load average (runnable processes, all users), or None where unknown.
+
+    Stored with each run (``run.json``: ``load_at_start``, ``load_at_end``, ``cores``), so that a
+    time measured on a busy machine says so (:mod:`fmlib.book.course`).
+    """
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def run_chapter(
     name: str, overrides: dict[str, Any] | None = None, *, force: bool = False, progress: bool = True
 ) -> RunResult:
@@ -139,7 +151,7 @@ def run_chapter(
     staging = results_root() / ".staging" / f"{stem}-{os.getpid()}-{time.time_ns()}"
     staging.mkdir(parents=True)
     try:
-        start = time.time()
+        start, load = time.time(), machine_load()
         source = source_hash(notebook_path)  # before running: an edit during the run makes the run stale
         _execute(notebook_path, params, staging, progress=progress)
         write_json_atomic(staging / "params.json", params)
@@ -148,7 +160,8 @@ def run_chapter(
         write_json_atomic(
             staging / "run.json",
             {"source_hash": source, "seconds": round(time.time() - start, 1),
-             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine_description()},
+             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine_description(),
+             "load_at_start": load, "load_at_end": machine_load(), "cores": os.cpu_count()},
         )
         final = run_dir(stem, params)
         publish(staging, final)
