@@ -82,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
             result = run_chapter(args.name, _pairs(args.parameter), force=args.force)
             print(f"{'ran' if result.executed else 'already stored'}: {result.path}")
         elif args.command == "show":
-            print(f"rendering the stored run of {args.name} (about a minute)", flush=True)
             print(show_run(args.name, _pairs(args.parameter)))
         elif args.command == "sweep":
             from fmlib.book.sweep import run_sweep

@@ -56,9 +56,11 @@ def run_summary(stem: str, params: dict[str, Any], results: dict[str, Any], run_
         shown = f"**{shell_value(value)}**" if changed else shell_value(value)
         rows.append(f"| `{name}` | {markdown_cell(shown)} | {markdown_cell(shell_value(spec.default))} |")
     findings = results.get("claims", {})
-    claims = ["| claim | verdict | our number | rule |", "|---|---|---|---|"]
-    claims += [f"| `{key}` | {markdown_cell(found.get('verdict', ''))} | {markdown_cell(found.get('number', ''))} | "
-               f"{markdown_cell(found.get('rule', ''))} |" for key, found in findings.items()]
+    with_rule = any(found.get("rule") for found in findings.values())
+    claims = ["| claim | verdict | our number |" + (" rule |" if with_rule else ""),
+              "|---|---|---|" + ("---|" if with_rule else "")]
+    claims += [f"| `{key}` | {markdown_cell(found.get('verdict', ''))} | {markdown_cell(found.get('number', ''))} |"
+               + (f" {markdown_cell(found.get('rule', ''))} |" if with_rule else "") for key, found in findings.items()]
     warning = ("\n**Stale**: the notebook or `fmlib` changed after this run; `--force` with the run command "
                "computes it again.\n" if stale else "")
     return "\n".join([
@@ -88,6 +90,8 @@ def _page_notebook(run_notebook: Path, summary: str, target: Path) -> None:
     titled = next((i for i, c in enumerate(notebook.cells)
                    if c.cell_type == "markdown" and any(line.startswith("# ") for line in c.source.splitlines())), -1)
     notebook.cells.insert(titled + 1, nbformat.v4.new_markdown_cell(summary, id="fmlib-run-summary"))
+    references = "## References\n\n```{bibliography}\n:filter: docname in docnames\n```"
+    notebook.cells.append(nbformat.v4.new_markdown_cell(references, id="fmlib-run-references"))
     write_text_if_changed(target, nbformat.writes(notebook))
 
 
@@ -112,6 +116,7 @@ def show_run(name: str, overrides: dict[str, Any] | None = None, *, quiet: bool 
 
     results = json.loads((path / "results.json").read_text()) if (path / "results.json").exists() else {}
     stale = stored_run(stem, params, notebook) is None
+    print(f"rendering the stored run {path} (about a minute)", file=sys.stderr, flush=True)
     site = results_root() / "_pages" / stem / path.name
     source = stage_sources(site / "source")
     write_text_if_changed(source / "_toc.yml", f"format: jb-book\nroot: {PAGE}\n")
