@@ -67,6 +67,15 @@ def test_bad_grid_values_name_the_parameter_and_the_position(grid, message):
         parse_grid(POINT, grid)
 
 
+def test_a_grid_point_that_breaks_a_rule_is_named_before_anything_runs(results_store):
+    with pytest.raises(ParameterError, match=r"grid point -p family two_moons -p d 8: parameters family and d: "
+                                             r"d=8 is not available for 'two_moons'"):
+        parse_grid(POINT, {"family": "gaussian,two_moons", "d": "2,8"})
+    assert len(parse_grid(POINT, {"family": "gaussian,two_moons", "d": "2"})) == 2
+    assert main(["sweep", POINT, "-p", "family", "digits", "-p", "n", "100,5000"]) == 2
+    assert not results_store.exists()
+
+
 def test_unknown_notebook_is_rejected_with_a_suggestion():
     with pytest.raises(ParameterError, match=r"unknown chapter 'cosine_pont'. Did you mean 'cosine_point'\?"):
         parse_grid("cosine_pont", {"n": "10"})
