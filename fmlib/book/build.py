@@ -34,7 +34,7 @@ __all__ = ["SOURCE_ITEMS", "build_book", "check_html", "colab_setup_source", "la
            "toc_chapters"]
 
 COLAB_CHECKOUT = "/content/fmbook"
-SOURCE_ITEMS = ("_config.yml", "_toc.yml", "references.bib", "book", "notebooks")
+SOURCE_ITEMS = ("_config.yml", "_toc.yml", "references.bib", "book", "notebooks", "benchmarks/results")
 """What :func:`stage_sources` copies from the repository into the build's source folder."""
 _GENERATED = ("book/chapters", "book/_generated")  # written by the build, never copied from the repository
 
