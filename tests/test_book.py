@@ -237,6 +237,8 @@ def test_no_page_asks_for_anything_beyond_localhost(rendered):
 
 
 def test_show_renders_a_quick_run_as_a_standalone_page(quick_store, quick_run, browser):
+    from selenium.webdriver.support.wait import WebDriverWait
+
     from fmlib.book.show import show_run
 
     run = quick_run("01_closed_form")
@@ -248,7 +250,10 @@ def test_show_renders_a_quick_run_as_a_standalone_page(quick_store, quick_run, b
     with serve(page.parent) as base:
         outside_requests(browser)
         browser.get(f"{base}/{page.name}")
-        assert browser.execute_async_script(WAIT_FOR_MATHJAX) == "ready"
+        WebDriverWait(browser, 30).until(lambda driver: driver.current_url == f"{base}/{page.name}" and
+                                         driver.execute_script("return document.readyState") == "complete")
+        mathjax = browser.execute_async_script(WAIT_FOR_MATHJAX)
+        assert mathjax == "ready", f"MathJax {mathjax} on {browser.current_url} ({browser.title!r})"
         assert browser.execute_async_script(WAIT_FOR_IMAGES) == []
         view = browser.execute_script(READ_PAGE)
         assert view["typeset"] > 0 and not view["math_errors"] and not view["tracebacks"]
