@@ -158,7 +158,10 @@ class _TableView:
                         kinds.append(_raw_name(value))
         if not gaps:
             return ""
-        where = "; ".join(f"{' or '.join(kinds)} in {column}" for column, kinds in gaps.items())
+        columns_of: dict[str, list[str]] = {}
+        for column, kinds in gaps.items():
+            columns_of.setdefault(" or ".join(kinds), []).append(column)
+        where = "; ".join(f"{kind} in {', '.join(columns)}" for kind, columns in columns_of.items())
         return f"{MISSING} marks a value that is missing or not finite ({where})."
 
     def _repr_html_(self) -> str:
