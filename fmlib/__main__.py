@@ -42,6 +42,24 @@ def _pairs(values: list[list[str]] | None) -> dict[str, str]:
     return pairs
 
 
+def _split_parameters(argv: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Take every ``-p NAME VALUE`` out of ``argv`` before argparse sees it.
+
+    argparse reads a value that starts with ``-`` and is not a plain number (``-0.5,0,0.5``, a list
+    with a negative first element) as an option and fails; taken out first, it is a value.
+    """
+    rest, pairs = [], []
+    position = 0
+    while position < len(argv):
+        if argv[position] in ("-p", "--parameter") and position + 2 < len(argv):
+            pairs.append(argv[position + 1:position + 3])
+            position += 3
+        else:
+            rest.append(argv[position])
+            position += 1
+    return rest, pairs
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status.
 
@@ -67,7 +85,12 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("--scheduler", help="address of an existing Dask scheduler")
     book = commands.add_parser("book", help="run every chapter with its defaults and build the HTML")
     book.add_argument("--quick", action="store_true", help="tiny parameters (for tests)")
-    args = parser.parse_args(argv)
+    rest, pairs = _split_parameters(sys.argv[1:] if argv is None else list(argv))
+    args = parser.parse_args(rest)
+    if pairs and args.command not in ("run", "show", "sweep"):
+        parser.error(f"-p is for run, show and sweep, not {args.command}")
+    if pairs:
+        args.parameter = [*(args.parameter or []), *pairs]
     if args.command is None:
         parser.print_help()
         return 2

@@ -86,13 +86,13 @@ def test_config_loads_nothing_from_the_network():
 
 def test_runs_page_lists_runs_marks_defaults_and_gives_show_commands(results_store, tmp_path):
     fake_run("closed_form", {})
-    fake_run("closed_form", {"n_train": "12", "mc_samples": "100,200"})
+    fake_run("closed_form", {"n_train": "12", "cfm_steps": "-1,0,1"})
     fake_run("cosine_point", {"d": "8", "n": "20"})
     fake_run("cosine_point", {"d": "16", "n": "20"})
     text = write_runs_table(tmp_path / "runs.md").read_text()
     assert "**defaults**" in text and "{doc}`/book/chapters/01_closed_form`" in text
-    assert "`python -m fmlib show closed_form -p n_train 12 -p mc_samples 100,200`" in text
-    assert "`n_train` 12, `mc_samples` 100,200" in text
+    assert "`python -m fmlib show closed_form -p n_train 12 -p cfm_steps -1.0,0.0,1.0`" in text
+    assert "`n_train` 12, `cfm_steps` -1.0,0.0,1.0" in text
     assert "**Sweep of `cosine_point`**" in text and "2 stored point(s)" in text and "`d`: 8, 16" in text
     assert "cosine_point" not in text.split("**Sweep")[0], "a sweep's points are not listed as chapter runs"
 

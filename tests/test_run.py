@@ -111,10 +111,16 @@ def test_cli_help_lists_parameters_in_words_and_the_rules(capsys):
     assert main(["run", CHAPTER, "--help"]) == 0
     out = capsys.readouterr().out
     assert "n_train (an integer, default 8): number of training points (at least 1)" in out
-    assert "t_check (a number, default 0.6): the time at which (a) and (b) compare the fields (above 0 and below 1)" \
-        in out
+    assert "t_check (a number, default 0.6): the time at which (a) compares the field with the brute-force " \
+           "posterior (above 0 and below 1)" in out
     assert "python -m fmlib run closed_form -p NAME VALUE" in out
     assert "the data set dataset must take the dimension d (d = 2, fixed by the chapter)" in out
+
+
+def test_a_list_value_with_a_leading_minus_is_a_value_not_an_option(results_store, capsys):
+    """The hint for cfm_steps writes "-p cfm_steps -0.5,-0.25,...": argparse alone would take -0.5,... for an option."""
+    assert main(["run", CHAPTER, "-p", "cfm_steps", "-0.5,0,0.5", "-p", "n_train", "0"]) == 2
+    assert "parameter n_train: 0 is impossible" in capsys.readouterr().err, "cfm_steps was read as a value"
 
 
 def test_cli_without_arguments_prints_help(capsys):
