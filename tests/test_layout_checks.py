@@ -109,5 +109,8 @@ def test_recorded_tables_format_numbers_and_mark_gaps():
     indexed = _TableView(pd.DataFrame({"d": [2, 8], "x": [1.0, 2.0]}).set_index("d"))._repr_html_()
     assert '<th scope="row" class="fm-num">2</th>' in indexed
     assert _TableView(pd.DataFrame({"x": [1.5]})).note() == ""
+    text = _TableView(pd.DataFrame({"t*": ["0.31", "-inf", "nan"]}))
+    assert ">-inf<" not in text._repr_html_() and text.note() == "\u2013 marks a value that is missing or not finite " \
+        "(-inf or nan in t*)."
     grouped = _TableView(pd.DataFrame({"t*": [float("-inf")], "low": [float("-inf")], "y": [float("nan")]}))
     assert grouped.note() == "\u2013 marks a value that is missing or not finite (-inf in t*, low; nan in y)."

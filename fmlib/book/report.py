@@ -108,6 +108,8 @@ def format_cell(value: Any) -> tuple[str, str]:
     """
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return MISSING, "missing"
+    if isinstance(value, str) and value.strip().lower() in _NOT_FINITE_TEXT:
+        return MISSING, "missing"  # a number formatted as text before it was recorded
     if isinstance(value, (bool, np.bool_)):
         return ("yes" if value else "no"), "text"
     if _is_number(value):
@@ -119,10 +121,16 @@ def format_cell(value: Any) -> tuple[str, str]:
     return str(value), "text"
 
 
+_NOT_FINITE_TEXT = {"nan", "inf", "+inf", "-inf", "infinity", "-infinity", "\u2212inf"}
+
+
 def _raw_name(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+    if value is None or value is pd.NA:
         return "nan"
-    return "-inf" if float(value) < 0 else "inf"
+    number = float(str(value).strip().replace("\u2212", "-")) if isinstance(value, str) else float(value)
+    if math.isnan(number):
+        return "nan"
+    return "-inf" if number < 0 else "inf"
 
 
 def _header(name: Any) -> str:
