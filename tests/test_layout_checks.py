@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from fmlib.book.chapters import REPO_ROOT
-from fmlib.book.report import _TableView
+from fmlib.book.report import _TableView, format_cell
 from tests.browser import LAYOUT_PROBLEMS, chromium, outside_requests, require_browser, serve
 
 EQUATION = '<mjx-container display="true" style="display:block">{body}</mjx-container>'
@@ -109,6 +109,8 @@ def test_recorded_tables_format_numbers_and_mark_gaps():
     indexed = _TableView(pd.DataFrame({"d": [2, 8], "x": [1.0, 2.0]}).set_index("d"))._repr_html_()
     assert '<th scope="row" class="fm-num">2</th>' in indexed
     assert _TableView(pd.DataFrame({"x": [1.5]})).note() == ""
+    assert format_cell("0.0124") == ("0.0124", "num") and format_cell("\u22123e-5") == ("\u22123e-5", "num")
+    assert format_cell("0.990 to 1.027") == ("0.990 to 1.027", "text") and format_cell("N = 2")[1] == "text"
     text = _TableView(pd.DataFrame({"t*": ["0.31", "-inf", "nan"]}))
     assert ">-inf<" not in text._repr_html_() and text.note() == "\u2013 marks a value that is missing or not finite " \
         "(-inf or nan in t*)."

@@ -13,6 +13,7 @@ import html
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,8 @@ def format_cell(value: Any) -> tuple[str, str]:
     """A table cell as the page shows it: ``(text, kind)`` with kind ``num``, ``text`` or ``missing``.
 
     Floats get :data:`SIGNIFICANT_DIGITS` significant digits, integers all theirs; NaN, None and
-    infinities become :data:`MISSING` (the table's note says which); booleans "yes"/"no".
+    infinities (also written as text) become :data:`MISSING` (the table's note says which); booleans
+    "yes"/"no"; a number the chapter already formatted as text keeps its digits and is aligned as a number.
     """
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return MISSING, "missing"
@@ -118,9 +120,12 @@ def format_cell(value: Any) -> tuple[str, str]:
         if isinstance(value, (int, np.integer)):
             return str(int(value)), "num"
         return format(float(value), f".{SIGNIFICANT_DIGITS}g").replace("e+0", "e+").replace("e-0", "e-"), "num"
+    if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value.strip()):
+        return value.strip(), "num"  # formatted by the chapter: kept as written, aligned as a number
     return str(value), "text"
 
 
+_NUMBER_TEXT = re.compile(r"[-+\u2212]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?( ?%)?")
 _NOT_FINITE_TEXT = {"nan", "inf", "+inf", "-inf", "infinity", "-infinity", "\u2212inf"}
 
 
