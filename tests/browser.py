@@ -1,10 +1,13 @@
 """Helpers to look at the built book as a reader does: a local web server and headless Chromium.
 
-Used by ``tests/test_book.py``. Nothing is downloaded: the browser is Debian's ``chromium`` with its
-``chromedriver`` (``make browser`` installs both), driven by selenium through an explicit driver
-path, so selenium-manager never runs. The pages load MathJax from its CDN; the server rewrites that
-one URL to a local copy of the same release (MathJax 3.2.2, from the PyPI package
-``django-static-mathjax``), so the check runs offline with the MathJax readers get.
+Used by ``tests/test_book.py`` and ``tests/test_layout_checks.py``. Nothing is downloaded: the
+browser is Debian's ``chromium`` with its ``chromedriver`` (``make browser`` installs both), driven
+by selenium through an explicit driver path, so selenium-manager never runs. The network is off for
+the browser: every request that is not for 127.0.0.1 goes to a proxy address where nothing listens
+and every host name but 127.0.0.1 resolves to nothing, and :func:`outside_requests` lists what a
+page asked for beyond 127.0.0.1 (the book ships MathJax, scripts, styles and fonts itself).
+:data:`LAYOUT_PROBLEMS` is what the layout tests look for on a page: an element wider than its
+column, a clipped display equation, a raw ``nan``/``inf`` in a table, a page that scrolls sideways.
 """
 
 from __future__ import annotations
@@ -18,18 +21,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
 CHROMIUM = Path(os.environ.get("FMLIB_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("FMLIB_CHROMEDRIVER", "/usr/bin/chromedriver"))
-MATHJAX_CDN = "https://cdn.jsdelivr.net/npm/mathjax@3/"
-LOCAL_MATHJAX = "/__mathjax__/"
 CHROMIUM_FLAGS = (
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-dev-shm-usage", "--window-size=1280,1000", "--hide-scrollbars",
+    # The network is off: a proxy where nothing listens (loopback bypasses it) and no name resolves.
+    "--proxy-server=http://127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 )
 
 # Resolves when MathJax has typeset the page; "absent" on pages that do not load it (no math).
@@ -91,28 +94,69 @@ return {
 """
 
 
+# What a reader would see as broken layout, at the window's width (1280 px):
+# - an element wider than its column (or sticking out to the left) that no scroll container holds;
+#   the column is the article's container, or for content inside `.full-width` the viewport;
+# - a display equation whose right part is cut off by an ancestor that hides overflow, or that runs
+#   past the window (an equation that scrolls is fine);
+# - a table cell that shows a raw nan, inf or -inf;
+# - a page wider than the window (it scrolls sideways).
+LAYOUT_PROBLEMS = """
+const article = document.querySelector("article") || document.body;
+const columnBox = (document.querySelector(".bd-article-container") || article).getBoundingClientRect();
+const viewport = document.documentElement.clientWidth;
+const overflowX = (el) => getComputedStyle(el).overflowX;
+const scrolls = (el) => ["auto", "scroll"].includes(overflowX(el));
+const name = (el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") +
+  (typeof el.className === "string" && el.className.trim() ? "." + el.className.trim().split(/\\s+/).join(".") : "");
+const skip = "mjx-assistive-mml, .visually-hidden, .sr-only, script, style";
+const problems = [];
+const reported = new Set();
+for (const el of article.querySelectorAll("*")) {
+  if (el.closest(skip)) continue;
+  const box = el.getBoundingClientRect();
+  if (box.width === 0 || box.height === 0 || ["absolute", "fixed"].includes(getComputedStyle(el).position)) continue;
+  const full = el.closest(".full-width");
+  const left = full ? 0 : columnBox.left, right = full ? viewport : columnBox.right;
+  if (box.right <= right + 1 && box.left >= left - 1) continue;
+  let holder = el.parentElement, held = false;
+  for (; holder && holder !== document.body; holder = holder.parentElement) {
+    if (reported.has(holder)) { held = true; break; }
+    if (scrolls(holder) && holder.getBoundingClientRect().right <= right + 1) { held = true; break; }
+  }
+  if (held) continue;
+  reported.add(el);
+  problems.push(`wider than its column: ${name(el)} spans ${Math.round(box.left)}..${Math.round(box.right)} px, ` +
+                `the column ${Math.round(left)}..${Math.round(right)} px`);
+}
+for (const eq of article.querySelectorAll('mjx-container[display="true"], div.math')) {
+  const box = eq.getBoundingClientRect();
+  const contentRight = box.left + eq.scrollWidth;
+  let where = "";
+  for (let el = eq; el && el !== document.documentElement; el = el.parentElement) {
+    if (scrolls(el)) { where = ""; break; }
+    if (["hidden", "clip"].includes(overflowX(el)) && contentRight > el.getBoundingClientRect().right + 1) {
+      where = `cut off by ${name(el)}`; break;
+    }
+    if (el === eq.parentElement && contentRight > viewport + 1) { where = "past the window"; }
+  }
+  if (where) problems.push(`clipped equation (${where}): ${(eq.textContent || "").trim().slice(0, 60)}`);
+}
+for (const cell of article.querySelectorAll("table td, table th")) {
+  if (/^\\s*[-+\u2212]?(nan|inf|infinity|\u221e)\\s*$/i.test(cell.textContent)) {
+    const row = cell.parentElement.textContent.trim().slice(0, 60);
+    problems.push(`raw ${cell.textContent.trim()} in a table cell (row: ${row})`);
+  }
+}
+if (document.documentElement.scrollWidth > viewport + 1) {
+  problems.push(`the page is ${document.documentElement.scrollWidth} px wide, wider than the window (${viewport} px)`);
+}
+return problems;
+"""
+
+
 class _BookRequestHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves the built HTML, with MathJax's CDN URL pointed at the local copy."""
-
-    mathjax_root: Path
-
-    def translate_path(self, path: str) -> str:
-        route = unquote(urlsplit(path).path)
-        if route.startswith(LOCAL_MATHJAX):
-            return str(self.mathjax_root / route[len(LOCAL_MATHJAX):])
-        return super().translate_path(path)
-
-    def do_GET(self) -> None:
-        target = Path(self.translate_path(self.path))
-        if target.is_file() and target.suffix == ".html":
-            body = target.read_bytes().replace(MATHJAX_CDN.encode(), LOCAL_MATHJAX.encode())
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        super().do_GET()
+    """Serves the built HTML as it is."""
 
     def end_headers(self) -> None:
         # LinkChecker skips its politeness delay (0.1 to 0.6 s a request) for servers that send this.
@@ -134,18 +178,10 @@ class _QuietServer(http.server.ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-def mathjax_root() -> Path:
-    """The local copy of MathJax 3 (its ``es5/`` folder is what the CDN URL's ``mathjax@3/`` holds)."""
-    import mathjax  # the PyPI package django-static-mathjax: MathJax 3.2.2's files
-
-    return Path(mathjax.__file__).parent / "static" / "mathjax"
-
-
 @contextmanager
 def serve(directory: Path) -> Iterator[str]:
     """Serve ``directory`` on http://127.0.0.1 (a free port) in a thread; yields the base URL."""
-    handler = type("Handler", (_BookRequestHandler,), {"mathjax_root": mathjax_root()})
-    server = _QuietServer(("127.0.0.1", 0), functools.partial(handler, directory=str(directory)))
+    server = _QuietServer(("127.0.0.1", 0), functools.partial(_BookRequestHandler, directory=str(directory)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -178,7 +214,7 @@ def chromium() -> Iterator[Any]:
         options.binary_location = str(CHROMIUM)
         for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
             options.add_argument(flag)
-        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
         driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
         driver.set_script_timeout(40)
         driver.set_page_load_timeout(60)
@@ -203,3 +239,18 @@ def console_errors(driver: Any) -> list[str]:
     """The page's console messages of level SEVERE (JavaScript errors, failed loads), less the favicon."""
     return [entry["message"] for entry in driver.get_log("browser")
             if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]]
+
+
+def outside_requests(driver: Any) -> list[str]:
+    """The URLs the pages opened since the last call asked for beyond 127.0.0.1 (Chromium's network log)."""
+    import json
+
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            url = message["params"]["request"]["url"]
+            parts = urlsplit(url)
+            if parts.scheme in ("http", "https", "ws", "wss") and parts.hostname != "127.0.0.1":
+                urls.append(url)
+    return urls

@@ -1,10 +1,15 @@
 """The book built end to end with every chapter's tiny parameters, checked as files and as a reader sees it.
 
 The build runs once for this module (``python -m fmlib book --quick`` into a temporary directory,
-with a private results store); the tests read what it wrote. The reader's view: every page is
-served on http://127.0.0.1 and opened in headless Chromium (``tests/browser.py``), which waits for
-MathJax and the images; a full-page screenshot of each page lands in ``_build/screenshots/``.
-LinkChecker then follows every internal link of the site, offline.
+with the session's store of quick runs); the tests read what it wrote, and check that the
+repository's ``book/`` was left as it was. The reader's view: every page is served on
+http://127.0.0.1 and opened in headless Chromium with the network off (``tests/browser.py``), which
+waits for MathJax and the images; a full-page screenshot of each page lands in
+``_build/screenshots/``. Every page is checked for layout faults (an element wider than its column,
+a clipped equation, a raw nan/inf in a table) and for requests beyond 127.0.0.1. LinkChecker then
+follows every internal link of the site, offline. One quick run is also rendered with
+``python -m fmlib show`` and checked the same way, and the book is rebuilt once unchanged (the
+cached rebuild; its time is printed).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -30,17 +36,28 @@ from fmlib.book.course import chapter_title, rerun_exercises
 from fmlib.book.params import read_parameters
 from fmlib.book.run import ChapterError
 from tests.browser import (
+    LAYOUT_PROBLEMS,
     READ_PAGE,
     WAIT_FOR_IMAGES,
     WAIT_FOR_MATHJAX,
     chromium,
     console_errors,
     full_page_screenshot,
+    outside_requests,
     serve,
 )
 from tests.conftest import results_at
 
 pytestmark = pytest.mark.slow
+
+
+def book_status() -> str:
+    """``git status`` of the repository's ``book/``, ignored files included."""
+    return subprocess.run(["git", "status", "--porcelain", "--ignored", "--", "book"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, check=True).stdout
+
+
+BOOK_STATUS_BEFORE = book_status()
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +68,28 @@ def html_dir(tmp_path_factory, quick_store, quick_run) -> Path:
         quick_run(name)
     with results_at(quick_store):
         return build_book(quick=True, output=root)
+
+
+def test_the_build_leaves_the_repository_book_folder_untouched(html_dir):
+    assert book_status() == BOOK_STATUS_BEFORE
+    assert (html_dir.parent / "source" / "book" / "chapters" / "01_closed_form.ipynb").is_file()
+
+
+def test_no_page_names_a_network_address_for_a_script_style_or_font(html_dir):
+    for page in html_dir.rglob("*.html"):
+        text = page.read_text()
+        loaded = re.findall(r'<(?:script|link|img)[^>]+(?:src|href)="((?:https?:)?//[^"]+)"', text)
+        assert not loaded, f"{page.relative_to(html_dir)} loads {loaded[:3]}"
+    assert (html_dir / "_static" / "mathjax" / "es5" / "tex-mml-chtml.js").is_file()
+    assert (html_dir / "_static" / "fmlib.css").is_file()
+
+
+def test_runs_page_lists_the_stored_quick_runs(html_dir):
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", "", (html_dir / "book" / "runs.html").read_text())).split())
+    assert "Stored runs" in text
+    for name in toc_chapters():
+        assert chapter_title(find_chapter(name)) in text, f"the runs page must list {name}'s quick run"
+    assert "python -m fmlib show closed_form -p" in text
 
 
 def chapter_pages(html_dir: Path) -> dict[str, str]:
@@ -151,6 +190,7 @@ def rendered(html_dir, site, browser) -> dict[str, dict[str, Any]]:
     seen = {}
     for page in book_pages(html_dir):
         browser.get(f"{site}/{page}")
+        outside_requests(browser)  # forget the requests of the page before
         view = {"mathjax": browser.execute_async_script(WAIT_FOR_MATHJAX),
                 "broken_images": browser.execute_async_script(WAIT_FOR_IMAGES),
                 "images": browser.execute_script("return document.querySelectorAll('article img').length"),
@@ -159,7 +199,9 @@ def rendered(html_dir, site, browser) -> dict[str, dict[str, Any]]:
                 "launch": browser.execute_script(
                     "return [...document.querySelectorAll('.dropdown-launch-buttons a')].map(a => a.href)"),
                 "download": browser.execute_script(
-                    "return [...document.querySelectorAll('.dropdown-download-buttons a')].map(a => a.href)")}
+                    "return [...document.querySelectorAll('.dropdown-download-buttons a')].map(a => a.href)"),
+                "layout": browser.execute_script(LAYOUT_PROBLEMS),
+                "outside": outside_requests(browser)}
         full_page_screenshot(browser, SCREENSHOTS / (page.removesuffix(".html").replace("/", "__") + ".png"))
         seen[page] = view
     return seen
@@ -181,6 +223,53 @@ def test_math_is_typeset_on_every_page(rendered):
             snippet = " ".join(view["prose"][max(0, at - 60):at + 60].split())
             problems.append(f"{page}: raw TeX {raws} left in the text, e.g. ...{snippet}...")
     assert not problems, "\n".join(problems)
+
+
+def test_no_page_has_a_layout_fault(rendered):
+    """No element wider than its column, no clipped equation, no raw nan/inf in a table (see test_layout_checks)."""
+    problems = [f"{page}: {problem}" for page, view in rendered.items() for problem in view["layout"]]
+    assert not problems, "\n".join(problems)
+
+
+def test_no_page_asks_for_anything_beyond_localhost(rendered):
+    problems = [f"{page}: {url}" for page, view in rendered.items() for url in view["outside"]]
+    assert not problems, "\n".join(problems)
+
+
+def test_show_renders_a_quick_run_as_a_standalone_page(quick_store, quick_run, browser):
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    from fmlib.book.show import show_run
+
+    run = quick_run("01_closed_form")
+    with results_at(quick_store):
+        page = show_run("01_closed_form", run.params)
+    assert page.name == "run.html" and quick_store in page.parents
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", "", page.read_text())).split())
+    assert "This page shows one stored run" in text and "memorisation" in text and "reproduced" in text
+    with serve(page.parent) as base:
+        outside_requests(browser)
+        browser.get(f"{base}/{page.name}")
+        WebDriverWait(browser, 30).until(lambda driver: driver.current_url == f"{base}/{page.name}" and
+                                         driver.execute_script("return document.readyState") == "complete")
+        mathjax = browser.execute_async_script(WAIT_FOR_MATHJAX)
+        assert mathjax == "ready", f"MathJax {mathjax} on {browser.current_url} ({browser.title!r})"
+        assert browser.execute_async_script(WAIT_FOR_IMAGES) == []
+        view = browser.execute_script(READ_PAGE)
+        assert view["typeset"] > 0 and not view["math_errors"] and not view["tracebacks"]
+        assert browser.execute_script(LAYOUT_PROBLEMS) == []
+        assert outside_requests(browser) == []
+        full_page_screenshot(browser, SCREENSHOTS / "show__01_closed_form.png")
+
+
+def test_a_cached_rebuild_renders_nothing_again(html_dir, quick_store):
+    """Nothing changed: the rebuild finds every run stored and Sphinx every page current (its time is printed)."""
+    pages = {p: p.stat().st_mtime_ns for p in (html_dir / "book").rglob("*.html")}
+    started = time.perf_counter()
+    with results_at(quick_store):
+        build_book(quick=True, output=html_dir.parent.parent)
+    print(f"\ncached rebuild of the quick book: {time.perf_counter() - started:.1f} s")
+    assert {p: p.stat().st_mtime_ns for p in pages} == pages, "an unchanged page was written again"
 
 
 def test_every_image_loads_and_every_figure_has_alt_text_and_a_caption(rendered):

@@ -10,8 +10,9 @@ import pytest
 
 from fmlib.book.build import toc_chapters
 from fmlib.book.chapters import chapter_names, find_chapter, quick_parameters
-from fmlib.book.course import chapter_title, rerun_exercises, run_time, write_course_tables
+from fmlib.book.course import RunTime, chapter_title, rerun_exercises, run_time, run_time_table, write_course_tables
 from fmlib.book.params import read_parameters, validate_overrides
+from fmlib.book.rules import rules_for
 from fmlib.book.store import run_dir, source_hash
 
 CHAPTER = """---
@@ -72,7 +73,7 @@ def test_every_rerun_command_of_a_chapter_is_valid(name):
             assert find_chapter(words[4]) == notebook, f"{exercise.label}: {command} runs another chapter"
             pairs = words[5:]
             assert len(pairs) % 3 == 0 and all(flag == "-p" for flag in pairs[::3]), command
-            validate_overrides(specs, dict(zip(pairs[1::3], pairs[2::3], strict=True)))
+            validate_overrides(specs, dict(zip(pairs[1::3], pairs[2::3], strict=True)), rules_for(notebook.stem))
 
 
 def test_every_chapter_has_a_predict_then_rerun_exercise():
@@ -89,10 +90,16 @@ def test_run_times_are_read_from_the_store(results_store):
     path = run_dir(notebook.stem, params)
     path.mkdir(parents=True)
     (path / "run.json").write_text(json.dumps({"source_hash": source_hash(notebook), "seconds": 12.5,
-                                               "machine": "test CPU, 2 cores"}))
+                                               "machine": "test CPU, 2 cores", "load_at_start": 3.1, "cores": 2}))
     measured = run_time(name, quick=True)
     assert (measured.seconds, measured.machine) == (12.5, "test CPU, 2 cores")
+    assert measured.conditions() == "test CPU, 2 cores; busy with other work at the start (load average 3.1 on 2 cores)"
     assert run_time(name).seconds is None, "the default run is another run"
+    table = "\n".join(run_time_table([name]))
+    assert "| tiny test run | measured on |" in table and "| default run |" not in table
+    assert "12 s | test CPU, 2 cores; busy with other work" in table
+    assert "no stored default runs, so their times are not shown" in table
+    assert RunTime(5.0, "m", 0.1, 2).conditions() == "m; idle at the start (load average 0.1 on 2 cores)"
 
 
 def test_course_tables_are_written(results_store, tmp_path):
@@ -100,7 +107,7 @@ def test_course_tables_are_written(results_store, tmp_path):
     written = write_course_tables(names, tmp_path / "generated")
     assert [p.name for p in written] == ["run_times.md", "homework.md"]
     times = Path(written[0]).read_text()
-    assert times.count("not stored yet") == 2 * len(names)
+    assert times.count("no stored run") == len(names) and "not stored yet" not in times
     homework = Path(written[1]).read_text()
     for name in names:
         assert chapter_title(find_chapter(name)) in homework

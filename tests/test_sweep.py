@@ -51,20 +51,29 @@ def test_list_typed_parameters_take_their_grid_values_separated_by_semicolons():
 @pytest.mark.parametrize(
     ("grid", "message"),
     [
-        ({"n": "100,abc,1000"}, r"grid value 2 of n \('abc'\): parameter n: 'abc' is not a int"),
-        ({"n": "100,1"}, r"grid value 2 of n \('1'\): parameter n: 1 is impossible; it must lie in \[2, inf\)"),
+        ({"n": "100,abc,1000"}, r"grid value 2 of n \('abc'\): parameter n: 'abc' is not an integer"),
+        ({"n": "100,1"}, r"grid value 2 of n \('1'\): parameter n: 1 is impossible; it must be at least 2"),
         ({"d": "8", "n": "10,20,2.5"}, r"grid value 3 of n \('2.5'\)"),
         ({"n": "100,,1000"}, r"parameter n: grid value 2 of '100,,1000' is empty"),
         ({"n": ""}, r"parameter n: grid value 1 of '' is empty"),
         ({"family": "gaussian,gausian"}, r"grid value 2 of family \('gausian'\): .*Did you mean 'gaussian'\?"),
         ({"device": "cpu,tpu"}, r"grid value 2 of device \('tpu'\): parameter device: 'tpu' is not one of"),
         ({"famly": "gaussian"}, r"unknown parameter 'famly'. Did you mean 'family'\?"),
-        ({"threshold": [0.5, 2.0]}, r"grid value 2 of threshold \(2.0\): .* it must lie in \[-1, 1\)"),
+        ({"threshold": [0.5, 2.0]}, r"grid value 2 of threshold \(2.0\): .* it must be at least -1 and below 1"),
     ],
 )
 def test_bad_grid_values_name_the_parameter_and_the_position(grid, message):
     with pytest.raises(ParameterError, match=message):
         parse_grid(POINT, grid)
+
+
+def test_a_grid_point_that_breaks_a_rule_is_named_before_anything_runs(results_store):
+    with pytest.raises(ParameterError, match=r"grid point -p family two_moons -p d 8: parameters family and d: "
+                                             r"d=8 is not available for 'two_moons'"):
+        parse_grid(POINT, {"family": "gaussian,two_moons", "d": "2,8"})
+    assert len(parse_grid(POINT, {"family": "gaussian,two_moons", "d": "2"})) == 2
+    assert main(["sweep", POINT, "-p", "family", "digits", "-p", "n", "100,5000"]) == 2
+    assert not results_store.exists()
 
 
 def test_unknown_notebook_is_rejected_with_a_suggestion():

@@ -1,33 +1,70 @@
 """Build the book: run every chapter through the runner, place the executed notebooks, render HTML.
 
-``python -m fmlib book`` does, in order:
+``python -m fmlib book`` builds into ``OUTPUT/_build`` (``OUTPUT`` is the repository, or a
+temporary directory in the tests); nothing is written into the repository's ``book/``:
 
-1. for each chapter ``_toc.yml`` lists under ``book/chapters/``, run ``notebooks/NAME.md`` with its
+1. copy the book's sources (``_config.yml``, ``_toc.yml``, ``references.bib``, ``book/``, the
+   chapters' ``notebooks/*.md``) into the source folder ``OUTPUT/_build/source``
+   (:func:`stage_sources`; a file is rewritten only when its content changed, so Sphinx's cache
+   holds);
+2. for each chapter ``_toc.yml`` lists under ``book/chapters/``, run ``notebooks/NAME.md`` with its
    defaults (``--quick``: with the tiny parameters of its front matter) through
    :func:`fmlib.book.run.run_chapter` (skipped when the notebook, its parameters and fmlib are
-   unchanged) and copy the executed notebook to ``book/chapters/NAME.ipynb``, with a hidden first
-   cell that sets the notebook up when a reader opens it on Colab (:func:`launch_notebook`);
-2. write the generated pages (the claims ledger) into ``book/chapters/`` and the generated tables
-   of the course guide into ``book/_generated/`` (:mod:`fmlib.book.course`);
-3. run ``jupyter-book build`` with warnings as errors, then fail if any page shows a traceback.
+   unchanged) and copy the executed notebook to ``SOURCE/book/chapters/NAME.ipynb``, with a hidden
+   first cell that sets the notebook up when a reader opens it on Colab (:func:`launch_notebook`);
+3. write the generated pages (the claims ledger) into ``SOURCE/book/chapters/``, the generated
+   tables of the course guide and the list of stored runs into ``SOURCE/book/_generated/``
+   (:mod:`fmlib.book.course`, :mod:`fmlib.book.runs`);
+4. run ``jupyter-book build`` with warnings as errors, then fail if any page shows a traceback.
+   Only pages whose sources changed are rendered again, unless the last build failed (then all).
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from fmlib.book.chapters import NOTEBOOK_DIR, REPO_ROOT, find_chapter, quick_parameters, write_text_atomic
+from fmlib.book.chapters import NOTEBOOK_DIR, REPO_ROOT, find_chapter, quick_parameters, write_text_if_changed
 from fmlib.book.run import ChapterError, RunResult, run_chapter
 
-__all__ = ["COURSE_DIR", "GENERATED_DIR", "build_book", "check_html", "colab_setup_source", "launch_notebook",
+__all__ = ["SOURCE_ITEMS", "build_book", "check_html", "colab_setup_source", "launch_notebook", "stage_sources",
            "toc_chapters"]
 
-GENERATED_DIR = REPO_ROOT / "book" / "chapters"
-COURSE_DIR = REPO_ROOT / "book" / "_generated"
 COLAB_CHECKOUT = "/content/fmbook"
+SOURCE_ITEMS = ("_config.yml", "_toc.yml", "references.bib", "book", "notebooks", "benchmarks/results")
+"""What :func:`stage_sources` copies from the repository into the build's source folder."""
+_GENERATED = ("book/chapters", "book/_generated")  # written by the build, never copied from the repository
+
+
+def stage_sources(source: Path, repo: Path = REPO_ROOT) -> Path:
+    """Copy the book's sources (:data:`SOURCE_ITEMS`, only ``.md`` of ``notebooks/``) into ``source``.
+
+    Files whose content is unchanged are left alone; files gone from the repository are removed
+    from ``source``, except the generated ones (``book/chapters``, ``book/_generated``).
+    """
+    wanted: set[Path] = set()
+    for item in SOURCE_ITEMS:
+        path = repo / item
+        files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+        for file in files:
+            relative = file.relative_to(repo)
+            if any(relative.as_posix().startswith(g + "/") for g in _GENERATED) or "__pycache__" in relative.parts:
+                continue
+            if relative.parts[0] == "notebooks" and file.suffix != ".md":
+                continue
+            wanted.add(relative)
+            target = source / relative
+            if not (target.is_file() and target.read_bytes() == file.read_bytes()):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(file, target)
+    for old in [f for f in source.rglob("*") if f.is_file()]:
+        relative = old.relative_to(source)
+        if relative not in wanted and not any(relative.as_posix().startswith(g + "/") for g in _GENERATED):
+            old.unlink()
+    return source
 
 
 def toc_chapters(toc_path: Path = REPO_ROOT / "_toc.yml") -> list[str]:
@@ -78,21 +115,21 @@ def launch_notebook(executed: Path, target: Path) -> None:
         tags = cell.metadata.setdefault("tags", [])
         if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
             tags.append("remove-cell")  # the page shows them in the "How to re-run this chapter" box
-    cell = nbformat.v4.new_code_cell(colab_setup_source(), metadata={"tags": ["remove-cell"]})
+    cell = nbformat.v4.new_code_cell(colab_setup_source(), metadata={"tags": ["remove-cell"]}, id="fmlib-colab-setup")
     notebook.cells.insert(0, cell)
-    write_text_atomic(target, nbformat.writes(notebook))
+    write_text_if_changed(target, nbformat.writes(notebook))
 
 
-def run_chapters(*, quick: bool = False) -> list[RunResult]:
-    """Run (or find stored) every chapter and copy its executed notebook where ``_toc.yml`` points."""
-    GENERATED_DIR.mkdir(parents=True, exist_ok=True)
+def run_chapters(chapters_dir: Path, *, quick: bool = False) -> list[RunResult]:
+    """Run (or find stored) every chapter and copy its executed notebook into ``chapters_dir``."""
+    chapters_dir.mkdir(parents=True, exist_ok=True)
     runs = []
     for name in toc_chapters():
         overrides = quick_parameters(find_chapter(name)) if quick else {}
         print(f"[book] chapter {name}{' (quick parameters)' if quick else ''}", flush=True)
         run = run_chapter(name, overrides)
         print(f"[book]   {'executed' if run.executed else 'unchanged, taken from'} {run.path}", flush=True)
-        launch_notebook(run.notebook, GENERATED_DIR / f"{name}.ipynb")
+        launch_notebook(run.notebook, chapters_dir / f"{name}.ipynb")
         runs.append(run)
     return runs
 
@@ -108,20 +145,30 @@ def check_html(html_dir: Path) -> None:
 def build_book(*, quick: bool = False, output: Path = REPO_ROOT) -> Path:
     """Run the chapters, write the generated pages, and render the HTML; returns its directory.
 
-    The HTML goes to ``output/_build/html`` (tests build into a temporary ``output``).
+    Sources and generated pages go to ``output/_build/source``, the HTML to ``output/_build/html``
+    (tests build into a temporary ``output``; the repository's ``book/`` is never written).
     """
     from fmlib.book.course import write_course_tables
     from fmlib.book.ledger import write_ledger_page
+    from fmlib.book.runs import write_runs_table
 
-    runs = run_chapters(quick=quick)
-    write_ledger_page(runs, GENERATED_DIR / "claims_ledger.md")
-    write_course_tables([run.name for run in runs], COURSE_DIR)
-    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(REPO_ROOT), "--warningiserror",
-               "--nitpick", "--keep-going", "--all", "--path-output", str(output)]
+    build = output / "_build"
+    source = stage_sources(build / "source")
+    runs = run_chapters(source / "book" / "chapters", quick=quick)
+    write_ledger_page(runs, source / "book" / "chapters" / "claims_ledger.md")
+    write_course_tables([run.name for run in runs], source / "book" / "_generated")
+    write_runs_table(source / "book" / "_generated" / "runs.md")
+    passed = build / ".last-build-passed"
+    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(source), "--warningiserror",
+               "--nitpick", "--keep-going", "--path-output", str(output)]
+    if not passed.exists():
+        command.append("--all")  # the last build failed or there was none: its cached pages may hide warnings
+    passed.unlink(missing_ok=True)
     print("[book] jupyter-book " + " ".join(command[1:]), flush=True)
-    done = subprocess.run(command, cwd=REPO_ROOT, check=False)
-    html_dir = output / "_build" / "html"
+    done = subprocess.run(command, cwd=source, check=False)
+    html_dir = build / "html"
     if done.returncode != 0:
         raise ChapterError(f"jupyter-book build failed (exit {done.returncode}); see the warnings above")
     check_html(html_dir)
+    passed.write_text("")
     return html_dir

@@ -28,6 +28,7 @@ __all__ = [
     "runnable_names",
     "write_json_atomic",
     "write_text_atomic",
+    "write_text_if_changed",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +73,15 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_text_if_changed(path: Path, text: str) -> bool:
+    """:func:`write_text_atomic` unless ``path`` holds ``text`` already (a build keeps its cache); True if written."""
+    if path.is_file() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, text)
+    return True
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

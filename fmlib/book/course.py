@@ -18,8 +18,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from fmlib.book.chapters import find_chapter, markdown_cell, quick_parameters, write_text_atomic
-from fmlib.book.params import read_parameters, validate_overrides
+from fmlib.book.chapters import find_chapter, markdown_cell, quick_parameters, write_text_if_changed
+from fmlib.book.params import describe_constraint, read_parameters
+from fmlib.book.rules import check_parameters
 from fmlib.book.store import stored_run
 
 __all__ = [
@@ -42,10 +43,21 @@ _ROUTINE = ("seed", "device")
 
 @dataclass(frozen=True)
 class RunTime:
-    """How long a stored run took (``run.json``), and on what machine; None where not stored."""
+    """How long a stored run took (``run.json``), on what machine and how loaded it was; None where not stored."""
 
     seconds: float | None
     machine: str
+    load: float | None = None
+    cores: int | None = None
+
+    def conditions(self) -> str:
+        """The machine, and whether other work loaded it when the run started (its 1-minute load average)."""
+        if self.seconds is None:
+            return ""
+        if self.load is None or not self.cores:
+            return f"{self.machine}; load not recorded"
+        state = "idle" if self.load < 0.25 * self.cores else "busy with other work"
+        return f"{self.machine}; {state} at the start (load average {self.load:g} on {self.cores} cores)"
 
 
 @dataclass(frozen=True)
@@ -71,13 +83,13 @@ def chapter_title(notebook_path: Path) -> str:
 def run_time(name: str, *, quick: bool = False) -> RunTime:
     """The stored, current run of chapter ``name`` with its defaults (or its tiny test parameters)."""
     notebook = find_chapter(name)
-    specs = read_parameters(notebook)
-    params = validate_overrides(specs, quick_parameters(notebook) if quick else {})
+    params = check_parameters(notebook, quick_parameters(notebook) if quick else {})
     path = stored_run(notebook.stem, params, notebook)
     if path is None:
         return RunTime(None, "")
     recorded = json.loads((path / "run.json").read_text())
-    return RunTime(recorded.get("seconds"), recorded.get("machine", "machine not recorded"))
+    return RunTime(recorded.get("seconds"), recorded.get("machine", "machine not recorded"),
+                   recorded.get("load_at_start"), recorded.get("cores"))
 
 
 def rerun_exercises(notebook_path: Path) -> list[RerunExercise]:
@@ -93,21 +105,18 @@ def rerun_exercises(notebook_path: Path) -> list[RerunExercise]:
 
 def _duration(seconds: float | None) -> str:
     if seconds is None:
-        return "not stored yet"
+        return "not run"
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def _allowed(constraint: str) -> str:
     """A parameter's constraint, in words."""
-    if not constraint:
-        return ""
-    words = {"dataset": "the name of a data set of `fmlib.data`", "file": "a path to a data file, or empty"}
-    return f" (allowed: {words.get(constraint, constraint)})"
+    words = describe_constraint(constraint)
+    return f" (allowed: {words})" if words else ""
 
 
 def _write(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    write_text_if_changed(path, "\n".join(lines) + "\n")
 
 
 def _link(notebook: Path) -> str:
@@ -115,14 +124,25 @@ def _link(notebook: Path) -> str:
 
 
 def run_time_table(names: list[str]) -> list[str]:
-    """Markdown lines: each chapter's default and tiny run times and the machine they ran on."""
-    lines = ["| chapter | default run | tiny test run | measured on |", "|---|---|---|---|"]
-    for name in names:
-        notebook = find_chapter(name)
-        full, tiny = run_time(name), run_time(name, quick=True)
-        machine = full.machine or tiny.machine or "no stored run"
-        times = f"{_duration(full.seconds)} | {_duration(tiny.seconds)}"
-        lines.append(f"| {_link(notebook)} | {times} | {markdown_cell(machine)} |")
+    """Markdown lines: each chapter's default and tiny run times, the machine and its load.
+
+    A column no chapter has a stored run for (the default runs, in a quick build) is left out, and a
+    sentence under the table says so.
+    """
+    times = {name: (run_time(name), run_time(name, quick=True)) for name in names}
+    columns = [(label, which) for label, which in (("default run", 0), ("tiny test run", 1))
+               if any(pair[which].seconds is not None for pair in times.values())]
+    header = ["chapter", *(label for label, _ in columns), "measured on"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, pair in times.items():
+        measured = [pair[which] for _, which in columns if pair[which].seconds is not None]
+        conditions = "; ".join(dict.fromkeys(t.conditions() for t in measured)) or "no stored run"
+        cells = [_link(find_chapter(name)), *(_duration(pair[which].seconds) for _, which in columns)]
+        lines.append("| " + " | ".join(cells) + f" | {markdown_cell(conditions)} |")
+    missing = [label for label, which in (("default", 0), ("tiny test", 1))
+               if not any(pair[which].seconds is not None for pair in times.values())]
+    if missing:
+        lines += ["", f"This build has no stored {' or '.join(missing)} runs, so their times are not shown."]
     return lines
 
 

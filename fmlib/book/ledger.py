@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fmlib.book.chapters import markdown_cell, write_text_atomic
+from fmlib.book.chapters import markdown_cell, write_text_if_changed
 from fmlib.book.claims import CLAIMS
 from fmlib.book.report import NOT_CHECKED
 from fmlib.book.run import RunResult
@@ -36,10 +36,6 @@ def ledger_rows(runs: list[RunResult]) -> list[dict[str, str]]:
             "verdict": verdict["verdict"],
         })
     return rows
-
-
-COLUMNS = ("verdict", "paper", "where", "claim", "number", "chapter")
-"""The ledger table's columns, in order."""
 
 
 def write_ledger_page(runs: list[RunResult], path: Path) -> None:
@@ -71,4 +67,4 @@ def write_ledger_page(runs: list[RunResult], path: Path) -> None:
         for r in rows
     ]
     lines.append(":::")
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    write_text_if_changed(path, "\n".join(lines) + "\n")

@@ -10,11 +10,14 @@ a help comment that may end with a constraint in braces::
     method: str = "heun"  # ODE solver {one of: euler, heun, rk4}
     data_file: str = ""  # optional data file {file}
 
-Constraints: an interval ``{in [a, b)}`` (brackets closed, parentheses open, ``inf`` allowed; no
-``=`` sign, which papermill's own parser of the cell rejects), ``{one of: ...}``,
-``{dataset}`` (a name of :func:`fmlib.data.dataset_names`) and ``{file}`` (an existing path, or
-empty). For a list, the constraint applies to each element. papermill accepts unknown names
-silently, so every override is checked here before anything runs.
+Constraints: an interval ``{in [a, b)}`` (brackets closed, parentheses open, ``inf`` allowed),
+``{one of: ...}``, ``{dataset}`` (a name of :func:`fmlib.data.dataset_names`) and ``{file}`` (an
+existing path, or empty). For a list, the constraint applies to each element. A line holds one
+``=`` sign, the assignment: papermill's own parser of the cell skips a line with two (logging
+"Unable to parse line" and then "Passed unknown parameter" at every run), so a help comment says
+"t near 1", never "t = 1"; :func:`read_parameters` rejects a second ``=``. papermill accepts
+unknown names silently, so every override is checked here before anything runs, and so are the
+rules that tie several parameters together (:mod:`fmlib.book.rules`).
 """
 
 from __future__ import annotations
@@ -22,21 +25,38 @@ from __future__ import annotations
 import ast
 import difflib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jupytext
 
-__all__ = ["ParameterError", "ParameterSpec", "parse_value", "read_parameters", "validate_overrides"]
+__all__ = ["ParameterError", "ParameterSpec", "Rule", "describe_constraint", "parse_value", "read_parameters",
+           "shell_value", "type_words", "validate_overrides"]
 
 SCALAR_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 LIST_TYPES = {f"list[{name}]": name for name in SCALAR_TYPES}
 _INTERVAL = re.compile(r"in\s*([\[(])\s*([^,]+?)\s*,\s*([^\])]+?)\s*([\])])")
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a text", "bool": "true or false"}
+_LIST_WORDS = {"int": "integers", "float": "numbers", "str": "texts", "bool": "booleans"}
 
 
 class ParameterError(ValueError):
     """An override that cannot be used: an unknown name, a value that does not parse, an impossible value."""
+
+
+class Rule(Protocol):
+    """A check over several parameters (:mod:`fmlib.book.rules`)."""
+
+    def names(self) -> tuple[str, ...]:
+        """The parameters the rule ties together."""
+
+    def check(self, values: dict[str, Any]) -> None:
+        """Raise :class:`ParameterError` (listing what is valid) when ``values`` break the rule."""
+
+    def describe(self) -> str:
+        """The rule in words, for ``--help``."""
 
 
 @dataclass(frozen=True)
@@ -50,9 +70,55 @@ class ParameterSpec:
     constraint: str
 
     def describe(self) -> str:
-        """One line for ``--help``: name, type, default, help and constraint."""
-        rule = f" {{{self.constraint}}}" if self.constraint else ""
-        return f"{self.name}: {self.type_name} = {self.default!r}  {self.help}{rule}"
+        """One line for ``--help`` and ``list``: name, type in words, default, help and allowed values."""
+        allowed = describe_constraint(self.constraint)
+        rule = f" ({allowed})" if allowed else ""
+        return f"{self.name} ({type_words(self.type_name)}, default {shell_value(self.default)}): {self.help}{rule}"
+
+
+def type_words(type_name: str) -> str:
+    """A parameter's type as a reader says it: "an integer", "a list of numbers (comma-separated)"."""
+    if type_name in LIST_TYPES:
+        return f"a list of {_LIST_WORDS[LIST_TYPES[type_name]]} (comma-separated)"
+    return _TYPE_WORDS[type_name]
+
+
+def shell_value(value: Any) -> str:
+    """A value as it is written after ``-p NAME`` on the shell (a list comma-separated)."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value) if value != "" else '""'
+
+
+def _number(text: str) -> str:
+    return {"inf": "infinity", "-inf": "minus infinity"}.get(text.strip(), text.strip())
+
+
+def describe_constraint(constraint: str) -> str:
+    """A constraint in words: ``in [1, inf)`` is "at least 1", ``dataset`` names the data sets."""
+    if not constraint:
+        return ""
+    if constraint == "dataset":
+        from fmlib.data import dataset_names
+
+        return "a data set: " + ", ".join(dataset_names())
+    if constraint == "file":
+        return "an existing file or directory, or empty"
+    if constraint.startswith("one of:"):
+        return constraint
+    match = _INTERVAL.fullmatch(constraint)
+    if match is None:
+        return constraint
+    left, low, high, right = match.groups()
+    lower = {"[": f"at least {_number(low)}", "(": f"above {_number(low)}"}[left]
+    upper = {"]": f"at most {_number(high)}", ")": f"below {_number(high)}"}[right]
+    if high.strip() == "inf":
+        return lower
+    if low.strip() == "-inf":
+        return upper
+    return f"{lower} and {upper}"
 
 
 def _parameters_cell(notebook_path: Path) -> str:
@@ -80,6 +146,11 @@ def read_parameters(notebook_path: str | Path) -> dict[str, ParameterSpec]:
         line = lines[node.lineno - 1]
         tail = line[node.value.end_col_offset :]
         comment = tail.split("#", 1)[1].strip() if "#" in tail else ""
+        if line.count("=") > 1:
+            raise ParameterError(
+                f"{notebook_path}: line {node.lineno} of the parameters cell has more than one '=' ({line.strip()!r}); "
+                "papermill skips such a line. Keep '=' for the assignment: write 't near 1', not 't = 1', in the help"
+            )
         match = re.search(r"\{([^{}]*)\}\s*$", comment)
         constraint = match.group(1).strip() if match else ""
         help_text = comment[: match.start()].strip() if match else comment
@@ -112,7 +183,6 @@ def parse_value(spec: ParameterSpec, value: Any) -> Any:
     Lists are written comma-separated on the shell: ``-p ts 0.1,0.5,0.9``.
     """
     scalar = LIST_TYPES.get(spec.type_name, spec.type_name)
-    example = {"int": "8", "float": "0.5", "str": "digits", "bool": "true"}[scalar]
     try:
         if spec.type_name in LIST_TYPES:
             items = value.split(",") if isinstance(value, str) else list(value)
@@ -125,9 +195,9 @@ def parse_value(spec: ParameterSpec, value: Any) -> Any:
             return value
         return _parse_scalar(str(value), scalar)
     except ValueError as err:
-        shape = f"{example},{example}" if spec.type_name in LIST_TYPES else example
         raise ParameterError(
-            f"parameter {spec.name}: {value!r} is not a {spec.type_name} ({err}); write it like -p {spec.name} {shape}"
+            f"parameter {spec.name}: {value!r} is not {type_words(spec.type_name)} ({err}); "
+            f"write it like its default: -p {spec.name} {shell_value(spec.default)}"
         ) from None
 
 
@@ -139,8 +209,10 @@ def _check_interval(spec: ParameterSpec, value: float) -> None:
     low_ok = value >= float(low) if left == "[" else value > float(low)
     high_ok = value <= float(high) if right == "]" else value < float(high)
     if not (low_ok and high_ok):
-        interval = spec.constraint[2:].strip()
-        raise ParameterError(f"parameter {spec.name}: {value!r} is impossible; it must lie in {interval}")
+        raise ParameterError(
+            f"parameter {spec.name}: {value!r} is impossible; it must be {describe_constraint(spec.constraint)} "
+            f"(interval {spec.constraint[2:].strip()}), like its default: -p {spec.name} {shell_value(spec.default)}"
+        )
 
 
 def _check_constraint(spec: ParameterSpec, value: Any) -> None:
@@ -164,17 +236,24 @@ def _check_constraint(spec: ParameterSpec, value: Any) -> None:
     elif rule.startswith("one of:"):
         choices = [c.strip() for c in rule.split(":", 1)[1].split(",")]
         if str(value) not in choices:
-            raise ParameterError(f"parameter {spec.name}: {value!r} is not one of {', '.join(choices)}")
+            raise ParameterError(f"parameter {spec.name}: {value!r} is not one of {', '.join(choices)}; "
+                                 f"for example -p {spec.name} {choices[0]}")
     else:
         _check_interval(spec, value)
 
 
-def validate_overrides(specs: dict[str, ParameterSpec], overrides: dict[str, Any]) -> dict[str, Any]:
+def validate_overrides(
+    specs: dict[str, ParameterSpec], overrides: dict[str, Any], rules: Sequence[Rule] = ()
+) -> dict[str, Any]:
     """Return the full parameter set (defaults updated by the overrides), every value checked.
+
+    ``rules`` tie several parameters together (a data set and a dimension, a smallest and a largest
+    time: :mod:`fmlib.book.rules`); each is checked after every value passed its own constraint.
 
     Raises:
         ParameterError: an unknown name (with the known names and the closest one), a value that
-        does not parse as the parameter's type, or one its constraint forbids.
+        does not parse as the parameter's type, one its constraint forbids, or a combination a rule
+        forbids (the message lists what is valid).
     """
     values = {name: spec.default for name, spec in specs.items()}
     for name, raw in overrides.items():
@@ -186,4 +265,6 @@ def validate_overrides(specs: dict[str, ParameterSpec], overrides: dict[str, Any
     for name, value in values.items():
         for item in value if isinstance(value, list) else [value]:
             _check_constraint(specs[name], item)
+    for rule in rules:
+        rule.check(values)
     return values

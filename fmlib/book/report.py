@@ -9,12 +9,15 @@ sweeps, the claims ledger and the tests read. Outside the runner only the glue h
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from myst_nb import glue
@@ -23,8 +26,10 @@ from fmlib.book.chapters import write_json_atomic
 from fmlib.experiments.verdicts import Finding, Verdict
 
 __all__ = [
+    "MISSING",
     "NOT_CHECKED",
     "VERDICTS",
+    "format_cell",
     "output_dir",
     "record",
     "record_claim",
@@ -85,25 +90,127 @@ def record_figure(key: str, fig: Figure, *, display: bool = False) -> Figure:
     return fig
 
 
+SIGNIFICANT_DIGITS = 4
+"""Significant digits of a float in a recorded table on the page (the run's CSV keeps every digit)."""
+
+MISSING = "\u2013"
+"""What a table cell shows for a value that is missing or not finite (an en dash)."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def format_cell(value: Any) -> tuple[str, str]:
+    """A table cell as the page shows it: ``(text, kind)`` with kind ``num``, ``text`` or ``missing``.
+
+    Floats get :data:`SIGNIFICANT_DIGITS` significant digits, integers all theirs; NaN, None and
+    infinities (also written as text) become :data:`MISSING` (the table's note says which); booleans
+    "yes"/"no"; a number the chapter already formatted as text keeps its digits and is aligned as a number.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return MISSING, "missing"
+    if isinstance(value, str) and value.strip().lower() in _NOT_FINITE_TEXT:
+        return MISSING, "missing"  # a number formatted as text before it was recorded
+    if isinstance(value, (bool, np.bool_)):
+        return ("yes" if value else "no"), "text"
+    if _is_number(value):
+        if not math.isfinite(float(value)):
+            return MISSING, "missing"
+        if isinstance(value, (int, np.integer)):
+            return str(int(value)), "num"
+        return format(float(value), f".{SIGNIFICANT_DIGITS}g").replace("e+0", "e+").replace("e-0", "e-"), "num"
+    if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value.strip()):
+        return value.strip(), "num"  # formatted by the chapter: kept as written, aligned as a number
+    return str(value), "text"
+
+
+_NUMBER_TEXT = re.compile(r"[-+\u2212]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?( ?%)?")
+_NOT_FINITE_TEXT = {"nan", "inf", "+inf", "-inf", "infinity", "-infinity", "\u2212inf"}
+
+
+def _raw_name(value: Any) -> str:
+    if value is None or value is pd.NA:
+        return "nan"
+    number = float(str(value).strip().replace("\u2212", "-")) if isinstance(value, str) else float(value)
+    if math.isnan(number):
+        return "nan"
+    return "-inf" if number < 0 else "inf"
+
+
+def _header(name: Any) -> str:
+    """A column name for a reader: underscores become spaces (``n_train`` reads "n train")."""
+    return str(name).replace("_", " ")
+
+
 class _TableView:
-    """How a recorded table is shown: as pandas shows it, less the row numbers of a default index."""
+    """How a recorded table is shown: padded, numbers right-aligned with few digits, gaps as a dash.
+
+    The HTML (``table.fm-table`` in a scrolling ``div.fm-table-wrap``, styled by
+    ``book/static/fmlib.css``) drops the row numbers of a default index and keeps an index set on
+    purpose. A value that is missing or not finite shows as a dash; a note under the table says
+    which raw values (``nan``, ``inf``, ``-inf``) the dashes stand for, in which columns.
+    """
 
     def __init__(self, table: pd.DataFrame) -> None:
         self.table = table
-        self.index = not isinstance(table.index, pd.RangeIndex)  # keep an index that names the rows
+        default = table.index.equals(pd.RangeIndex(len(table))) and all(n is None for n in table.index.names)
+        self.index = not default  # keep an index that names the rows
+
+    def _frame(self) -> pd.DataFrame:
+        return self.table.reset_index() if self.index else self.table
+
+    def note(self) -> str:
+        """The sentence under the table about its dashes, or "" when it has none."""
+        gaps: dict[str, list[str]] = {}
+        for column in self._frame().columns:
+            for value in self._frame()[column]:
+                if format_cell(value)[1] == "missing":
+                    kinds = gaps.setdefault(_header(column), [])
+                    if _raw_name(value) not in kinds:
+                        kinds.append(_raw_name(value))
+        if not gaps:
+            return ""
+        columns_of: dict[str, list[str]] = {}
+        for column, kinds in gaps.items():
+            columns_of.setdefault(" or ".join(kinds), []).append(column)
+        where = "; ".join(f"{kind} in {', '.join(columns)}" for kind, columns in columns_of.items())
+        return f"{MISSING} marks a value that is missing or not finite ({where})."
 
     def _repr_html_(self) -> str:
-        return self.table.to_html(index=self.index)
+        frame = self._frame()
+        levels = len(self.table.index.names) if self.index else 0
+        head = "".join(f'<th scope="col">{html.escape(_header(c))}</th>' for c in frame.columns)
+        rows = []
+        for record in frame.itertuples(index=False):
+            cells = []
+            for position, value in enumerate(record):
+                text, kind = format_cell(value)
+                tag = "th" if position < levels else "td"
+                scope = ' scope="row"' if tag == "th" else ""
+                title = f' title="{_raw_name(value)}"' if kind == "missing" else ""
+                cells.append(f'<{tag}{scope} class="fm-{kind}"{title}>{html.escape(text)}</{tag}>')
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+        note = self.note()
+        note_html = f'<p class="fm-table-note">{html.escape(note)}</p>' if note else ""
+        return (f'<div class="fm-table-wrap"><table class="fm-table"><thead><tr>{head}</tr></thead>'
+                f'<tbody>{"".join(rows)}</tbody></table></div>{note_html}')
 
     def __repr__(self) -> str:
-        return self.table.to_string(index=self.index)
+        frame = self._frame().map(lambda value: format_cell(value)[0])
+        frame.columns = [_header(c) for c in frame.columns]
+        note = self.note()
+        return frame.to_string(index=False) + (f"\n{note}" if note else "")
 
 
 def record_table(key: str, table: pd.DataFrame, *, display: bool = False) -> pd.DataFrame:
     """Glue a DataFrame (placed with ``{glue:}``) and save it as ``tables/KEY.csv``.
 
     The page shows the table without the row numbers 0, 1, 2, ... of a default index (they mean
-    nothing to a reader); an index set on purpose (``set_index``) is shown.
+    nothing to a reader); an index set on purpose (``set_index``) is shown. Numbers are right-aligned
+    with :data:`SIGNIFICANT_DIGITS` significant digits, a missing or infinite value is a dash with a
+    note under the table, and a wide table scrolls inside the column (:class:`_TableView`). The CSV
+    keeps the raw values.
     """
     out = output_dir()
     if out is not None:

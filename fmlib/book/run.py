@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from fmlib.book.chapters import REPO_ROOT, find_chapter, write_json_atomic
-from fmlib.book.params import ParameterSpec, read_parameters, validate_overrides
+from fmlib.book.rules import check_parameters
 from fmlib.book.store import params_hash, publish, results_root, run_dir, source_hash, stored_run
 
-__all__ = ["ChapterError", "RunResult", "machine_description", "run_chapter"]
+__all__ = ["ChapterError", "RunResult", "machine_description", "machine_load", "run_chapter"]
 
 class ChapterError(RuntimeError):
     """A chapter's execution failed: names the chapter, the cell and where the executed notebook is."""
@@ -47,6 +47,22 @@ class RunResult:
         return self.path / f"{self.name}.ipynb"
 
 
+def _ipc_kernel_manager() -> type:
+    """A jupyter_client KernelManager that talks to the kernel over local IPC sockets, not TCP.
+
+    The kernel and the runner are on one machine; over TCP ipykernel 7 warns at every start that the
+    traffic is unencrypted ("Kernel is running over TCP without encryption"), which a reader takes
+    for an error. IPC sockets live beside the connection file in Jupyter's runtime directory.
+    """
+    from jupyter_client.manager import KernelManager
+
+    class IpcKernelManager(KernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(transport="ipc", **kwargs)
+
+    return IpcKernelManager
+
+
 def _execute(notebook_path: Path, params: dict[str, Any], staging: Path, *, progress: bool) -> None:
     import jupytext
     import papermill
@@ -62,7 +78,7 @@ def _execute(notebook_path: Path, params: dict[str, Any], staging: Path, *, prog
     try:
         papermill.execute_notebook(
             source, output, parameters=params, kernel_name="python3", cwd=str(REPO_ROOT),
-            progress_bar=progress, report_mode=False,
+            progress_bar=progress, report_mode=False, kernel_manager_class=_ipc_kernel_manager(),
         )
     except PapermillExecutionError as err:
         failed = results_root() / "_failed" / f"{notebook_path.stem}-{params_hash(params)}.ipynb"
@@ -102,6 +118,18 @@ def machine_description() -> str:
     return text
 
 
+def machine_load() -> float | None:
+    """The machine's 1-minute load average (runnable processes, all users), or None where unknown.
+
+    Stored with each run (``run.json``: ``load_at_start``, ``load_at_end``, ``cores``), so that a
+    time measured on a busy machine says so (:mod:`fmlib.book.course`).
+    """
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def run_chapter(
     name: str, overrides: dict[str, Any] | None = None, *, force: bool = False, progress: bool = True
 ) -> RunResult:
@@ -115,8 +143,7 @@ def run_chapter(
         ChapterError: a cell failed (the store is left as it was).
     """
     notebook_path = find_chapter(name)
-    specs: dict[str, ParameterSpec] = read_parameters(notebook_path)
-    params = validate_overrides(specs, overrides or {})
+    params = check_parameters(notebook_path, overrides or {})
     stem = notebook_path.stem
     existing = None if force else stored_run(stem, params, notebook_path)
     if existing is not None:
@@ -124,7 +151,7 @@ def run_chapter(
     staging = results_root() / ".staging" / f"{stem}-{os.getpid()}-{time.time_ns()}"
     staging.mkdir(parents=True)
     try:
-        start = time.time()
+        start, load = time.time(), machine_load()
         source = source_hash(notebook_path)  # before running: an edit during the run makes the run stale
         _execute(notebook_path, params, staging, progress=progress)
         write_json_atomic(staging / "params.json", params)
@@ -133,7 +160,8 @@ def run_chapter(
         write_json_atomic(
             staging / "run.json",
             {"source_hash": source, "seconds": round(time.time() - start, 1),
-             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine_description()},
+             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine_description(),
+             "load_at_start": load, "load_at_end": machine_load(), "cores": os.cpu_count()},
         )
         final = run_dir(stem, params)
         publish(staging, final)

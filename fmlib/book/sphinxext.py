@@ -14,6 +14,10 @@ that an extension adds after the HTML builder has started twice (once with the f
 once with ``''``, which it does not see as equal); sphinx-thebe's ``const THEBE_JS_URL = ...`` is
 one, so every page raised "SyntaxError: Identifier 'THEBE_JS_URL' has already been declared".
 
+It also ships MathJax with the build: :func:`copy_mathjax` copies MathJax 3.2.2 from the installed
+package ``django-static-mathjax`` into ``_static/mathjax/`` (``_config.yml`` points
+``mathjax_path`` there), so math renders offline and no page loads anything from the network.
+
 It is listed in ``_config.yml`` under ``sphinx.extra_extensions`` and needs nothing else.
 """
 
@@ -23,7 +27,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_markdown_download", "chapter_source", "drop_duplicate_scripts", "setup"]
+__all__ = ["add_markdown_download", "chapter_source", "copy_mathjax", "drop_duplicate_scripts", "mathjax_source",
+           "setup"]
 
 CHAPTER_PREFIX = "book/chapters/"
 
@@ -76,8 +81,43 @@ def drop_duplicate_scripts(app: Any, pagename: str, templatename: str, context: 
     context["script_files"] = unique
 
 
+MATHJAX_UNUSED = shutil.ignore_patterns("*svg*", "*full*", "node-main.js", "mml-chtml.js", "tex-chtml.js")
+"""What the book does not load: the SVG output, the other combined builds (8 of MathJax's 24 MB stay)."""
+
+
+def mathjax_source() -> Path:
+    """MathJax 3's ``es5/`` folder (what the CDN serves under ``mathjax@3/es5/``), from its PyPI package."""
+    import mathjax  # the PyPI package django-static-mathjax: MathJax 3.2.2's files
+
+    return Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+
+
+def copy_mathjax(static_dir: Path) -> Path:
+    """Copy MathJax into ``static_dir/mathjax/es5`` unless that copy is already complete; returns it.
+
+    A copy is complete when its ``.complete`` marker names the package's version; the marker is
+    written last, so a copy interrupted half-way is redone.
+    """
+    source = mathjax_source()
+    target = static_dir / "mathjax" / "es5"
+    version = (source.parent / "package.json").read_text()
+    marker = target / ".complete"
+    if marker.is_file() and marker.read_text() == version:
+        return target
+    shutil.copytree(source, target, dirs_exist_ok=True, ignore=MATHJAX_UNUSED)
+    marker.write_text(version)
+    return target
+
+
+def _install_mathjax(app: Any) -> None:
+    """``builder-inited`` hook: MathJax into the HTML output's ``_static`` (HTML builders only)."""
+    if app.builder.format == "html":
+        copy_mathjax(Path(app.outdir) / "_static")
+
+
 def setup(app: Any) -> dict[str, Any]:
     """Register the hooks after sphinx-book-theme's header buttons (priority 501) and the page's scripts."""
+    app.connect("builder-inited", _install_mathjax)
     app.connect("html-page-context", add_markdown_download, priority=600)
     app.connect("html-page-context", drop_duplicate_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -33,7 +33,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from fmlib.book.chapters import REPO_ROOT, find_chapter
-from fmlib.book.params import LIST_TYPES, ParameterError, read_parameters, validate_overrides
+from fmlib.book.params import LIST_TYPES, ParameterError, read_parameters, shell_value, validate_overrides
+from fmlib.book.rules import rules_for
 from fmlib.book.run import ChapterError, run_chapter
 from fmlib.book.store import params_hash, results_root, stored_run
 
@@ -104,7 +105,11 @@ def parse_grid(name: str, grid: dict[str, str | list[Any]]) -> list[dict[str, An
                 raise ParameterError(f"grid value {position} of {key} ({value!r}): {err}") from None
     points, seen = [], set()
     for combo in itertools.product(*axes.values()):
-        point = validate_overrides(specs, dict(zip(axes, combo, strict=True)))
+        try:
+            point = validate_overrides(specs, dict(zip(axes, combo, strict=True)), rules_for(find_chapter(name).stem))
+        except ParameterError as err:
+            shown = " ".join(f"-p {k} {shell_value(v)}" for k, v in zip(axes, combo, strict=True))
+            raise ParameterError(f"grid point {shown}: {err}") from None
         key = params_hash(point)
         if key not in seen:
             seen.add(key)
