@@ -36,7 +36,15 @@ import ot
 import torch
 from torch import Tensor
 
-from fmlib._checks import as_time, check_batch, check_choice, check_float, check_positive_int, check_same_shape
+from fmlib._checks import (
+    as_time,
+    check_batch,
+    check_choice,
+    check_float,
+    check_positive_int,
+    check_same_shape,
+    generator_device,
+)
 
 __all__ = [
     "COUPLINGS",
@@ -228,15 +236,26 @@ class Coupling(Protocol):
         ...
 
 
+def _normal(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard normals drawn in float64 on the generator's device, returned like ``like`` (the house rule)."""
+    z = torch.randn(shape, generator=generator, dtype=torch.float64, device=generator_device(generator, like.device))
+    return z.to(dtype=like.dtype, device=like.device)
+
+
+def _index(n: int, batch: int, like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """``batch`` uniform indices in range(n), drawn on the generator's device, returned on ``like``'s."""
+    index = torch.randint(n, (batch,), generator=generator, device=generator_device(generator, like.device))
+    return index.to(like.device)
+
+
 def _source(batch: int, d: int, like: Tensor, generator: torch.Generator | None) -> Tensor:
     """``batch`` draws of N(0, I_d), with the dtype and device of ``like``."""
-    return torch.randn(batch, d, generator=generator, dtype=like.dtype, device=like.device)
+    return _normal((batch, d), like, generator)
 
 
 def _draw_target(target: Tensor | Sampler, batch: int, generator: torch.Generator | None) -> Tensor:
     if isinstance(target, Tensor):
-        index = torch.randint(target.shape[0], (batch,), generator=generator, device=target.device)
-        return target[index]
+        return target[_index(target.shape[0], batch, target, generator)]
     return target(batch, generator)
 
 
@@ -307,7 +326,7 @@ class PairedCoupling:
     def sample(self, batch: int, *, generator: torch.Generator | None = None) -> CoupledBatch:
         """Draw ``batch`` of the stored pairs."""
         batch = check_positive_int(batch, "batch")
-        index = torch.randint(self.x0.shape[0], (batch,), generator=generator, device=self.x0.device)
+        index = _index(self.x0.shape[0], batch, self.x0, generator)
         return CoupledBatch(x0=self.x0[index], x1=self.x1[index])
 
 
@@ -369,14 +388,12 @@ def shuffled_ot_pairs(
         x0: (n, d) source points.
         transport: the OT map T, or the (n, d) partners T(x0) themselves (e.g. minibatch-OT partners
             of digits).
-        generator: for the permutation (on the CPU).
+        generator: for the permutation (drawn on the generator's device; ``permutation`` is returned on the CPU).
     """
     x0 = check_batch(x0, "x0")
     partner = transport(x0) if isinstance(transport, AffineMap) else transport
     partner = check_same_shape(check_batch(partner, "transport"), x0, "transport", "x0")
-    if generator is not None and generator.device.type != "cpu":
-        raise ValueError("generator must be a CPU generator (the permutation is drawn on the CPU)")
-    perm = torch.randperm(x0.shape[0], generator=generator)
+    perm = torch.randperm(x0.shape[0], generator=generator, device=generator_device(generator)).cpu()
     x1 = partner[perm.to(partner.device)]
     return ShuffledPairs(x0=x0, x1=x1, ot_partner=partner, permutation=perm, coupling=PairedCoupling(x0, x1))
 
@@ -470,7 +487,7 @@ def noisy_interpolant(
     x0 = check_batch(x0, "x0")
     x1 = check_same_shape(check_batch(x1, "x1"), x0, "x1", "x0")
     tt = as_time(t, x0.shape[0], x0)
-    z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    z = _normal(tuple(x0.shape), x0, generator)
     gamma = noise_scale(tt, sigma, schedule)[:, None]
     x_t = (1 - tt[:, None]) * x0 + tt[:, None] * x1 + gamma * z
     return InterpolantSample(x_t=x_t, t=tt, target=x1 - x0, noise=z)

@@ -21,6 +21,7 @@ from fmlib.couplings import (
 )
 from fmlib.gaussian import AffinePairField, AffinePairModel, IndependentGaussianField
 from fmlib.gradients import flow_matching_loss, gradient_variance
+from tests.problems import GaussianToGaussian, brute_force_conditional_mean
 
 TIMES = [0.0, 0.1, 0.3, 0.45, 0.7, 0.9, 0.999]
 
@@ -54,16 +55,6 @@ def flow_residual(field, x0: Tensor, times: list[float], h: float = 1e-5) -> flo
     return worst
 
 
-def brute_force_conditional_mean(transport: AffineMap, gamma: float, x: Tensor, t: float) -> Tensor:
-    """E[x1 - x0 | x_t = x] from the joint covariance of (x_t, x1 - x0) as linear maps of (x0, z); float64."""
-    d = transport.dim
-    a, mu, eye = transport.matrix.double(), transport.mean.double(), torch.eye(d, dtype=torch.float64)
-    to_xt = torch.cat([(1 - t) * eye + t * a, gamma * eye], dim=1)  # x_t - t mu = to_xt @ (x0, z)
-    to_u = torch.cat([a - eye, torch.zeros(d, d, dtype=torch.float64)], dim=1)  # u - mu = to_u @ (x0, z)
-    c_xx, c_ux = to_xt @ to_xt.T, to_u @ to_xt.T
-    return mu + (x.double() - t * mu) @ torch.linalg.solve(c_xx, c_ux.T)
-
-
 @pytest.mark.parametrize("d", [1, 2, 5])
 @pytest.mark.parametrize("kind", ["ot", "rotated", "rotation-180"])
 def test_pair_field_is_the_derivative_of_its_flow_and_reproduces_the_pairs(d: int, kind: str) -> None:
@@ -93,6 +84,10 @@ def test_independent_field_is_the_derivative_of_its_flow_and_ends_at_the_ot_map(
     torch.testing.assert_close(field.flow(x0, 0.0), x0)
     torch.testing.assert_close(field.flow(x0, 1.0), gaussian_ot_map(mean, cov)(x0))
     torch.testing.assert_close(field.ot_map().matrix, gaussian_ot_map(mean, cov).matrix)
+    isotropic = IndependentGaussianField(mean, 0.25 * torch.eye(d, dtype=torch.float64))
+    reference = GaussianToGaussian(mean, std=0.5)  # tests/problems.py: the same field, written independently
+    for t in (0.2, 0.6):
+        torch.testing.assert_close(isotropic.velocity(x0, t), reference.velocity(x0, t))
     # its paths are not straight: the field is not the pair-consistent OT field
     x_half = field.flow(x0, 0.5)
     straight = AffinePairField(field.ot_map()).velocity(x_half, 0.5)
