@@ -16,6 +16,7 @@ from fmlib.couplings import (
     NOISE_SCHEDULES,
     IndependentCoupling,
     MinibatchOTCoupling,
+    NoisyPairsField,
     gaussian_ot_map,
     make_coupling,
     minibatch_ot,
@@ -189,3 +190,46 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError, match="must match"):
         minibatch_ot(torch.zeros(3, 2), torch.zeros(4, 2))
     assert math.isfinite(float(plane_rotation(3, 1.0).sum()))
+
+
+def _brute_force_pairs_velocity(x0: Tensor, x1: Tensor, x: Tensor, t: float, gamma: float) -> Tensor:
+    """sum_i softmax_i(-|x - (1 - t) x0_i - t x1_i|^2 / (2 gamma^2)) (x1_i - x0_i), explicit differences, float64."""
+    centres = ((1 - t) * x0 + t * x1).double()
+    logits = -((x.double()[:, None, :] - centres[None]) ** 2).sum(-1) / (2 * gamma**2)
+    return torch.softmax(logits, dim=1) @ (x1 - x0).double()
+
+
+@pytest.mark.parametrize("schedule", sorted(NOISE_SCHEDULES))
+def test_noisy_pairs_field_is_the_posterior_mean_of_the_pair_velocity(schedule: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(30, 3, generator=g, dtype=torch.float64), torch.randn(30, 3, generator=g, dtype=torch.float64)
+    field = NoisyPairsField(x0, x1, sigma=0.4, schedule=schedule)
+    x = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    for t in (0.2, 0.5, 0.9):
+        gamma = float(NOISE_SCHEDULES[schedule](torch.tensor(t, dtype=torch.float64))) * 0.4
+        torch.testing.assert_close(field.velocity(x, t), _brute_force_pairs_velocity(x0, x1, x, t, gamma))
+        # mutation: the noise level applied twice (gamma^2 in place of gamma) gives another field
+        wrong = _brute_force_pairs_velocity(x0, x1, x, t, gamma * gamma)
+        assert float((field.velocity(x, t) - wrong).abs().max()) > 1e-3
+    torch.testing.assert_close(field.weights(x, 0.3).sum(1), torch.ones(5, dtype=torch.float64))
+
+
+def test_noisy_pairs_field_of_many_map_pairs_approaches_the_gaussian_field() -> None:
+    from fmlib.gaussian import AffinePairField
+
+    g = torch.Generator().manual_seed(1)
+    t_map = rotation_shift_map(1, 5.0)
+    x0 = torch.randn(40_000, 1, generator=g, dtype=torch.float64)
+    field = NoisyPairsField(x0, t_map(x0), sigma=0.3)
+    x = torch.linspace(1.0, 4.0, 7, dtype=torch.float64)[:, None]
+    exact = AffinePairField(t_map, sigma=0.3).velocity(x, 0.5)
+    assert float((field.velocity(x, 0.5) - exact).abs().max()) < 0.1
+
+
+def test_noisy_pairs_field_bad_input_and_bridge_ends() -> None:
+    x0 = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        NoisyPairsField(x0, x0 + 1, sigma=0.0)
+    field = NoisyPairsField(x0, x0 + 1, sigma=0.1, schedule="bridge")
+    torch.testing.assert_close(field.weights(torch.tensor([[0.9]], dtype=torch.float64), 0.0),
+                               torch.tensor([[0.0, 1.0]], dtype=torch.float64))
