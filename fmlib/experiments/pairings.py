@@ -1,0 +1,375 @@
+r"""Pairings, gradient variance and noise (Reu et al., arXiv 2510.18118): what the chapter
+``notebooks/06_pairings.md`` computes, and the verdict rules of its three claims.
+
+Source notes: ``shared/notes/reu_2510.18118.md`` (the abstract and introduction were read; the
+formulas and numbers come from a summary; no public code). The fields, couplings and per-sample
+gradients are the numerics of :mod:`fmlib.gaussian`, :mod:`fmlib.couplings` and
+:mod:`fmlib.gradients`; this module loops over configurations and keeps the books.
+
+1. :func:`gaussian_variance` - Gaussian to Gaussian in several dimensions: loss and trace of the
+   per-sample gradient covariance of the linear-in-x class :class:`fmlib.gaussian.AffinePairModel`
+   at the OT field and at a rotated field, on OT pairs and on rotated pairs, at sigma = 0 and > 0;
+   rule :func:`pairing_zero_variance_rule` (claim ``pairing-zero-variance``).
+2. :func:`solver_study` - where a field takes the training sources, on fixed grids with odd and
+   even step counts and with adaptive solvers: distance of each endpoint to its paired target and to
+   its OT partner (:func:`endpoint_distances`); rule :func:`rotation_example_rule` (claim
+   ``rotation-example``).
+3. :func:`noise_generalises_rule` (claim ``noise-generalises``): over experiments, does sigma > 0
+   move the endpoints from the paired targets to the OT partners?
+4. :data:`SUMMARY_MMD`: the Gaussian-mixture MMD numbers of the summary, to be shown beside ours.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from fmlib._checks import check_batch, check_choice, check_float, check_positive_int, check_same_shape
+from fmlib.couplings import (
+    NOISE_SCHEDULES,
+    AffineMap,
+    check_sigma,
+    gaussian_ot_map,
+    noisy_interpolant,
+    plane_rotation,
+    rotated_ot_map,
+)
+from fmlib.experiments.verdicts import Finding, graded, require
+from fmlib.gaussian import AffinePairField, AffinePairModel
+from fmlib.gradients import flow_matching_loss, gradient_variance
+from fmlib.ode import ADAPTIVE_METHODS, SOLVERS, integrate, integrate_adaptive, time_grid
+
+__all__ = [
+    "SUMMARY_MMD",
+    "EndpointDistances",
+    "GaussianVariance",
+    "SolverStudy",
+    "endpoint_distances",
+    "gaussian_problem",
+    "gaussian_variance",
+    "noise_generalises_rule",
+    "pairing_zero_variance_rule",
+    "rotation_example_rule",
+    "solver_study",
+]
+
+ZERO_CLAIM = "pairing-zero-variance"
+ROTATION_CLAIM = "rotation-example"
+NOISE_CLAIM = "noise-generalises"
+
+SUMMARY_MMD = pd.DataFrame(
+    {
+        "d": [3, 3, 50, 50],
+        "sigma": [0.0, 0.05, 0.0, 0.05],
+        "MMD to held-out data (generalisation)": [0.0034, 0.0018, 0.0021, 0.0020],
+        "MMD to the training pairs (memorisation)": [1.758e-6, 3.105e-5, 9.089e-6, 6.09e-5],
+    }
+)
+"""Reu et al.'s Gaussian-mixture table as a summary of the paper gives it (``shared/notes/reu_2510.18118.md``;
+not checked against the PDF; kernel, sample sizes and pairing unknown)."""
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Gaussian to Gaussian: loss and gradient variance in the linear-in-x class
+
+
+def gaussian_problem(d: int, *, angle: float = math.pi / 2, seed: int = 0) -> dict[str, AffineMap]:
+    r"""The OT map and a rotated map from N(0, I_d) to :math:`N(\mathbf{1}, M)`, float64.
+
+    :math:`M = Q \operatorname{diag}(\lambda) Q^T` with :math:`\lambda` evenly spaced in [0.5, 2]
+    and Q a random orthogonal matrix (``seed``); the rotation R is :func:`fmlib.couplings.plane_rotation`
+    by ``angle`` in each coordinate plane.
+
+    Returns:
+        ``{"OT": mu + M^(1/2) x, "rotated": mu + M^(1/2) R x}``.
+
+    Raises:
+        ValueError: the rotated pairing's field is singular somewhere on [0, 1] (B_t not invertible):
+            choose a smaller ``angle``.
+    """
+    d = check_positive_int(d, "d")
+    angle = check_float(angle, "angle", low=-math.pi, high=math.pi, low_open=True, high_open=True)
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    cov = (q * torch.linspace(0.5, 2.0, d, dtype=torch.float64)) @ q.T
+    cov = (cov + cov.T) / 2
+    mean = torch.ones(d, dtype=torch.float64)
+    maps = {"OT": gaussian_ot_map(mean, cov), "rotated": rotated_ot_map(mean, cov, plane_rotation(d, angle))}
+    eye = torch.eye(d, dtype=torch.float64)
+    smallest = min(
+        float(torch.linalg.svdvals((1 - t) * eye + t * maps["rotated"].matrix).min())
+        for t in np.linspace(0.0, 1.0, 201)
+    )
+    if smallest < 1e-3:
+        raise ValueError(f"angle={angle!r}: the rotated pairing's field is singular on [0, 1] (smallest singular "
+                         f"value of B_t {smallest:.2g}); choose a smaller angle")
+    return maps
+
+
+@dataclass(frozen=True)
+class GaussianVariance:
+    """Loss and gradient variance of the linear-in-x class, per configuration.
+
+    Attributes:
+        table: one row per (d, pairs, field, sigma): ``loss`` (mean per-sample loss), ``trace`` (trace of
+            the per-sample gradient covariance), ``least_loss`` (the closed-form least loss over all
+            fields for these pairs and sigma, :meth:`fmlib.gaussian.AffinePairField.irreducible_loss`
+            averaged over t), ``matched`` (the field is the one of the pairs).
+        samples: samples per configuration. schedule: the noise schedule. angle: the rotation.
+    """
+
+    table: pd.DataFrame
+    samples: int
+    schedule: str
+    angle: float
+
+
+def gaussian_variance(
+    dims: Sequence[int],
+    sigmas: Sequence[float] = (0.0, 0.05),
+    *,
+    samples: int = 2000,
+    angle: float = math.pi / 2,
+    schedule: str = "constant",
+    seed: int = 0,
+    chunk_size: int = 512,
+) -> GaussianVariance:
+    r"""Loss and trace of the gradient covariance at the OT and the rotated field, on OT and rotated pairs.
+
+    For each d: pairs :math:`x_1 = T(x_0)` of :func:`gaussian_problem`, t uniform, the noisy interpolant
+    at each sigma (the same :math:`x_0, t, z` for every configuration of a d), and the model
+    :class:`fmlib.gaussian.AffinePairModel` at the parameters of each map; :func:`fmlib.gradients.gradient_variance`
+    over the ``samples`` per-sample losses :math:`\|v(x_t, t) - (x_1 - x_0)\|^2`.
+    """
+    sigmas = [check_sigma(s) for s in sigmas]
+    samples = check_positive_int(samples, "samples")
+    schedule = check_choice(schedule, NOISE_SCHEDULES, "schedule")
+    quadrature = (torch.arange(2000, dtype=torch.float64) + 0.5) / 2000  # midpoint rule in t
+    rows = []
+    for d in dims:
+        maps = gaussian_problem(d, angle=angle, seed=seed + d)
+        g = torch.Generator().manual_seed(seed + 1000 + d)
+        x0 = torch.randn(samples, d, generator=g, dtype=torch.float64)
+        t = torch.rand(samples, generator=g, dtype=torch.float64)
+        z_seed = int(torch.randint(2**31 - 1, (1,), generator=g))
+        for pairs, transport in maps.items():
+            for sigma in sigmas:
+                s = noisy_interpolant(x0, transport(x0), t, sigma=sigma, schedule=schedule,
+                                      generator=torch.Generator().manual_seed(z_seed))
+                least = float(AffinePairField(transport, sigma, schedule).irreducible_loss(quadrature).mean())
+                for field, field_map in maps.items():
+                    stats = gradient_variance(AffinePairModel(field_map), flow_matching_loss, s.x_t, s.t, s.target,
+                                              chunk_size=chunk_size)
+                    rows.append({"d": d, "pairs": pairs, "field": field, "sigma": sigma, "loss": stats.loss,
+                                 "trace": stats.trace, "least_loss": least, "matched": pairs == field})
+    return GaussianVariance(table=pd.DataFrame(rows), samples=samples, schedule=schedule, angle=angle)
+
+
+def pairing_zero_variance_rule(result: GaussianVariance, *, zero: float = 1e-12, positive: float = 1e-6) -> Finding:
+    """Claim ``pairing-zero-variance``: the field of a deterministic pairing has zero loss and zero variance.
+
+    Identity (``require``, stops the run when broken): at sigma = 0 the matched field has loss and
+    trace <= ``zero`` times the largest trace of the table (relative: float64 round-off), for the OT
+    and the rotated pairs in every d.
+    Verdict, on two contrasts that make the zero informative: (a) at sigma = 0 every mismatched field
+    has trace > ``positive``; (b) at every sigma > 0 the matched field has trace > ``positive``.
+    REPRODUCED if (a) and (b) hold in every d; PARTLY if one of them holds in every d, or both in
+    some d; NOT_REPRODUCED otherwise (the variance does not single out the pairing's field).
+    """
+    table = result.table
+    scale = max(float(table["trace"].abs().max()), 1.0)
+    clean = table[table["sigma"] == 0]
+    require(not clean.empty, ZERO_CLAIM, "no configuration at sigma = 0: the identity cannot be checked")
+    matched = clean[clean["matched"]]
+    worst = float(matched[["loss", "trace"]].abs().to_numpy().max())
+    require(worst <= zero * scale, ZERO_CLAIM,
+            f"at sigma = 0 the pairing's own field has loss or gradient variance {worst:.3g} > {zero:g} x {scale:.3g}")
+    noisy = table[(table["sigma"] > 0) & table["matched"]]
+    mismatched = clean[~clean["matched"]]
+    a = mismatched.groupby("d")["trace"].min() > positive
+    b = noisy.groupby("d")["trace"].min() > positive if not noisy.empty else pd.Series(dtype=bool)
+    dims = sorted(int(d) for d in table["d"].unique())
+    a_all = bool(a.reindex(dims, fill_value=False).all())
+    b_all = bool(b.reindex(dims, fill_value=False).all())
+    both_some = bool((a.reindex(dims, fill_value=False) & b.reindex(dims, fill_value=False)).any())
+    verdict = graded(a_all and b_all, a_all or b_all or both_some)
+    sigma_pos = sorted(float(s) for s in table.loc[table["sigma"] > 0, "sigma"].unique())
+    number = (f"d in {dims}: pairing's field at sigma 0 max |loss|, |trace| {worst:.1e}; mismatched field min trace "
+              f"{float(mismatched['trace'].min()):.3g}; pairing's field at sigma {sigma_pos} min trace "
+              f"{float(noisy['trace'].min()) if not noisy.empty else float('nan'):.3g}")
+    rule = (f"identity: pairing's field has loss and trace <= {zero:g} x largest trace at sigma 0 (else the run "
+            "stops); "
+            f"reproduced if in every d the mismatched field (sigma 0) and the pairing's field (sigma > 0) both have "
+            f"trace > {positive:g}, partly if one of the two holds in every d or both in some d")
+    return Finding(ZERO_CLAIM, verdict, number, rule)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Where a field takes the training sources, solver by solver
+
+
+@dataclass(frozen=True)
+class EndpointDistances:
+    """Distances of endpoints to their paired targets and to their OT partners (non-finite endpoints excluded).
+
+    Attributes:
+        to_pair, to_ot: mean distances over the finite endpoints (nan when none is finite).
+        closer_to_pair, closer_to_ot: fractions of ALL endpoints strictly closer to the paired target
+            than to the OT partner and the reverse (a non-finite endpoint counts in neither).
+        finite: fraction of finite endpoints.
+    """
+
+    to_pair: float
+    to_ot: float
+    closer_to_pair: float
+    closer_to_ot: float
+    finite: float
+
+
+def endpoint_distances(x: Tensor, paired: Tensor, ot_partner: Tensor) -> EndpointDistances:
+    """Compare endpoints x (B, d) with their paired targets and OT partners (both (B, d))."""
+    x = check_batch(x, "x")
+    paired = check_same_shape(paired.to(x), x, "paired", "x")
+    ot_partner = check_same_shape(ot_partner.to(x), x, "ot_partner", "x")
+    finite = torch.isfinite(x).all(dim=1)
+    d_pair, d_ot = (x - paired).norm(dim=1), (x - ot_partner).norm(dim=1)
+    some = bool(finite.any())
+    return EndpointDistances(
+        to_pair=float(d_pair[finite].mean()) if some else math.nan,
+        to_ot=float(d_ot[finite].mean()) if some else math.nan,
+        closer_to_pair=float((finite & (d_pair < d_ot)).double().mean()),
+        closer_to_ot=float((finite & (d_ot < d_pair)).double().mean()),
+        finite=float(finite.double().mean()),
+    )
+
+
+@dataclass(frozen=True)
+class SolverStudy:
+    """Endpoints of one field from the training sources, per solver.
+
+    Attributes:
+        table: one row per solver: ``solver`` (e.g. ``euler-99``, ``rk4-100``, ``RK45``), ``method``,
+            ``steps`` (0 for adaptive), ``node_at_half`` (a grid time or a stage time is exactly 1/2),
+            ``evaluations`` (of the field), and the fields of :class:`EndpointDistances`.
+        endpoints: solver -> (B, d) endpoints.
+    """
+
+    table: pd.DataFrame
+    endpoints: dict[str, Tensor]
+
+
+_STAGES = {"euler": (0.0,), "heun": (0.0, 1.0), "rk4": (0.0, 0.5, 1.0)}
+"""Where in a step (fraction of h) each fixed-grid method evaluates the field."""
+
+
+def _hits_half(method: str, steps: int) -> bool:
+    """Whether the uniform grid of ``steps`` steps evaluates ``method``'s field at exactly t = 1/2."""
+    return any(abs((k + c) / steps - 0.5) < 1e-12 for k in range(steps) for c in _STAGES[method])
+
+
+def solver_study(
+    field: object,
+    x0: Tensor,
+    paired: Tensor,
+    ot_partner: Tensor,
+    *,
+    steps: Sequence[int] = (99, 100),
+    methods: Sequence[str] = ("euler", "rk4"),
+    adaptive: Sequence[str] = ("RK45",),
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+) -> SolverStudy:
+    """Integrate ``field`` from ``x0`` (B, d) to t = 1 with each fixed-grid method and step count (uniform
+    grids, :func:`fmlib.ode.integrate`) and each adaptive method (:func:`fmlib.ode.integrate_adaptive`),
+    and compare the endpoints with ``paired`` and ``ot_partner`` (:func:`endpoint_distances`).
+
+    A field that is not finite somewhere on the way gives nan endpoints (counted as not finite).
+    """
+    x0 = check_batch(x0, "x0")
+    for method in methods:
+        check_choice(method, SOLVERS, "method")
+    for method in adaptive:
+        check_choice(method, ADAPTIVE_METHODS, "adaptive")
+    evaluations = 0
+    velocity = field.velocity
+
+    class Counted:
+        """The field, counting evaluations (a solver's cost)."""
+
+        def velocity(self, x: Tensor, t: float) -> Tensor:
+            nonlocal evaluations
+            evaluations += 1
+            return velocity(x, t)
+
+        def posterior_mean(self, x: Tensor, t: float) -> Tensor:
+            return x + (1 - t) * self.velocity(x, t)
+
+    rows, endpoints = [], {}
+    for method in methods:
+        for k in steps:
+            evaluations = 0
+            with torch.no_grad():
+                x = integrate(Counted(), x0, time_grid(check_positive_int(k, "steps")), method=method).x
+            name = f"{method}-{k}"
+            endpoints[name] = x
+            rows.append({"solver": name, "method": method, "steps": k, "node_at_half": _hits_half(method, k),
+                         "evaluations": evaluations, **vars(endpoint_distances(x, paired, ot_partner))})
+    for method in adaptive:
+        result = integrate_adaptive(field, x0, method=method, rtol=rtol, atol=atol)
+        endpoints[method] = result.x
+        rows.append({"solver": method, "method": method, "steps": 0, "node_at_half": False,
+                     "evaluations": result.evaluations, **vars(endpoint_distances(result.x, paired, ot_partner))})
+    return SolverStudy(table=pd.DataFrame(rows), endpoints=endpoints)
+
+
+def rotation_example_rule(study: SolverStudy, *, majority: float = 0.9) -> Finding:
+    """Claim ``rotation-example``: deterministic (sigma = 0) training learns the pairing and reproduces the pairs.
+
+    ``study`` is the :func:`solver_study` of the network trained at sigma = 0, from its training
+    sources. Per solver, m = fraction of endpoints closer to the paired target than to the OT image.
+    REPRODUCED if m >= ``majority`` for every solver (the network reproduces the pairs, whatever the
+    grid); PARTLY if m >= ``majority`` for some solver but not all (the result hinges on the solver),
+    or the median m over solvers is >= 1/2; NOT_REPRODUCED otherwise.
+    """
+    m = study.table.set_index("solver")["closer_to_pair"]
+    verdict = graded(bool((m >= majority).all()), bool((m >= majority).any()) or float(m.median()) >= 0.5)
+    number = "sigma 0, fraction of training sources ending closer to their pair than to the OT image: " + ", ".join(
+        f"{name} {value:.2f}" for name, value in m.items())
+    rule = (f"reproduced if the fraction is >= {majority} for every solver; partly if for some solver, or if its "
+            "median over solvers is >= 0.5; else not reproduced")
+    return Finding(ROTATION_CLAIM, verdict, number, rule)
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Does noise move the endpoints from the pairs to the OT partners?
+
+
+def noise_generalises_rule(
+    experiments: Mapping[str, Mapping[float, EndpointDistances]], *, sigma: float = 0.05, gain: float = 0.25
+) -> Finding:
+    """Claim ``noise-generalises``: a little interpolant noise restores generalisation.
+
+    ``experiments`` maps a name to ``{0.0: EndpointDistances at sigma 0, sigma: ... at sigma}``, each
+    comparing endpoints with the paired (memorised) targets and the OT (generalising) partners. An
+    experiment *shows the effect* when at ``sigma`` the fraction closer to the OT partner is >= 1/2
+    AND exceeds the fraction at sigma = 0 by >= ``gain``. REPRODUCED if every experiment shows it;
+    PARTLY if at least one does; NOT_REPRODUCED if none does.
+    """
+    require_keys = [name for name, runs in experiments.items() if 0.0 not in runs or sigma not in runs]
+    if require_keys or not experiments:
+        raise ValueError(f"every experiment needs runs at sigma 0 and {sigma}; missing in {require_keys or 'all'}")
+    shows = {name: runs[sigma].closer_to_ot >= 0.5 and runs[sigma].closer_to_ot - runs[0.0].closer_to_ot >= gain
+             for name, runs in experiments.items()}
+    verdict = graded(all(shows.values()), any(shows.values()))
+    number = "fraction closer to the OT partner, sigma 0 -> " + f"{sigma:g}: " + "; ".join(
+        f"{name} {runs[0.0].closer_to_ot:.2f} -> {runs[sigma].closer_to_ot:.2f}" for name, runs in experiments.items())
+    rule = (f"an experiment shows the effect if at sigma {sigma:g} at least half of the endpoints are closer to the OT "
+            f"partner and that fraction grew by >= {gain} from sigma 0; reproduced if all show it, partly if some")
+    return Finding(NOISE_CLAIM, verdict, number, rule)
+

@@ -1,0 +1,167 @@
+"""fmlib.experiments.pairings: the computations on exact fields, and each verdict rule on contrary data
+(all three verdicts, the identity breaking, and mutations that must change the outcome)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+import fmlib.gaussian
+from fmlib.couplings import rotation_shift_map
+from fmlib.experiments.pairings import (
+    SUMMARY_MMD,
+    EndpointDistances,
+    GaussianVariance,
+    SolverStudy,
+    endpoint_distances,
+    gaussian_problem,
+    gaussian_variance,
+    noise_generalises_rule,
+    pairing_zero_variance_rule,
+    rotation_example_rule,
+    solver_study,
+)
+from fmlib.experiments.verdicts import ClaimBroken, Verdict
+from fmlib.gaussian import AffinePairField
+
+
+@pytest.fixture(scope="module")
+def variance() -> GaussianVariance:
+    return gaussian_variance([2, 3], samples=64)
+
+
+def test_gaussian_variance_zero_only_for_the_pairings_own_field(variance: GaussianVariance) -> None:
+    table = variance.table
+    assert len(table) == 2 * 2 * 2 * 2
+    matched0 = table[table["matched"] & (table["sigma"] == 0)]
+    assert float(matched0[["loss", "trace"]].to_numpy().max()) < 1e-20
+    assert float(table[~table["matched"]]["trace"].min()) > 1.0
+    noisy = table[table["matched"] & (table["sigma"] > 0)]
+    assert float(noisy["trace"].min()) > 1e-6
+    # at sigma > 0 the pair field's loss is close to the least loss over all fields (Monte Carlo, 64 samples)
+    assert (noisy["loss"] / noisy["least_loss"]).between(0.5, 2.0).all()
+    assert pairing_zero_variance_rule(variance).verdict is Verdict.REPRODUCED
+
+
+def _with(table: pd.DataFrame, mask, **values) -> GaussianVariance:
+    table = table.copy()
+    for column, value in values.items():
+        table.loc[mask(table), column] = value
+    return GaussianVariance(table=table, samples=64, schedule="constant", angle=math.pi / 2)
+
+
+def test_zero_variance_rule_on_contrary_data(variance: GaussianVariance) -> None:
+    mismatched = lambda t: ~t["matched"]  # noqa: E731
+    noisy_matched = lambda t: t["matched"] & (t["sigma"] > 0)  # noqa: E731
+    partly = pairing_zero_variance_rule(_with(variance.table, mismatched, trace=0.0))
+    assert partly.verdict is Verdict.PARTLY
+    both_fail = _with(_with(variance.table, mismatched, trace=0.0).table, noisy_matched, trace=0.0)
+    assert pairing_zero_variance_rule(both_fail).verdict is Verdict.NOT_REPRODUCED
+    one_d = _with(variance.table, lambda t: ~t["matched"] & (t["d"] == 3), trace=0.0)
+    assert pairing_zero_variance_rule(one_d).verdict is Verdict.PARTLY
+    broken = _with(variance.table, lambda t: t["matched"] & (t["sigma"] == 0) & (t["d"] == 2), trace=1e-3)
+    with pytest.raises(ClaimBroken, match="pairing-zero-variance"):
+        pairing_zero_variance_rule(broken)
+
+
+def test_mutation_wrong_sign_in_the_model_breaks_the_identity(monkeypatch) -> None:
+    original = fmlib.gaussian.AffinePairModel.forward
+
+    def negated(self, x, t):
+        return 2 * self.mean - original(self, x, t)  # the sign of Theta flipped
+
+    monkeypatch.setattr(fmlib.gaussian.AffinePairModel, "forward", negated)
+    with pytest.raises(ClaimBroken, match="pairing-zero-variance"):
+        pairing_zero_variance_rule(gaussian_variance([2], samples=32))
+
+
+def test_gaussian_problem_refuses_a_singular_rotation() -> None:
+    maps = gaussian_problem(4)
+    assert set(maps) == {"OT", "rotated"}
+    torch.testing.assert_close(maps["rotated"].matrix @ maps["rotated"].matrix.T, maps["OT"].matrix @ maps["OT"].matrix)
+    with pytest.raises(ValueError, match="angle"):
+        gaussian_problem(2, angle=math.pi)
+
+
+def test_endpoint_distances() -> None:
+    x = torch.tensor([[0.0, 0.0], [1.0, 1.0], [float("nan"), 0.0]])
+    paired, ot = torch.zeros(3, 2), torch.ones(3, 2)
+    e = endpoint_distances(x, paired, ot)
+    assert e.finite == pytest.approx(2 / 3) and e.closer_to_pair == pytest.approx(1 / 3)
+    assert e.closer_to_ot == pytest.approx(1 / 3) and e.to_pair == pytest.approx(math.sqrt(2) / 2)
+
+
+@pytest.fixture(scope="module")
+def rotation() -> tuple:
+    t_map = rotation_shift_map(2, 5.0)
+    x0 = torch.randn(40, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    return t_map, x0
+
+
+def test_solver_study_of_the_exact_pair_field(rotation) -> None:
+    t_map, x0 = rotation
+    study = solver_study(AffinePairField(t_map), x0, t_map(x0), x0 + 5, steps=(9, 10), methods=("euler", "rk4"))
+    rows = study.table.set_index("solver")
+    assert rows.loc["euler-9", "closer_to_pair"] == 1.0 and rows.loc["euler-9", "to_pair"] < 1e-12
+    assert rows.loc["euler-10", "finite"] == 0.0 and bool(rows.loc["euler-10", "node_at_half"])
+    assert rows.loc["rk4-9", "finite"] == 0.0 and bool(rows.loc["rk4-9", "node_at_half"])  # a stage at 1/2
+    assert rows.loc["RK45", "closer_to_pair"] == 1.0
+    assert rows.loc["euler-9", "evaluations"] == 9 and rows.loc["rk4-10", "evaluations"] == 4 * 10 - 3
+    assert rotation_example_rule(study).verdict is Verdict.PARTLY  # the grid decides
+    odd = solver_study(AffinePairField(t_map), x0, t_map(x0), x0 + 5, steps=(9, 11), methods=("euler",))
+    assert rotation_example_rule(odd).verdict is Verdict.REPRODUCED
+
+
+def test_mutation_the_ot_like_field_is_not_a_memorisation(rotation) -> None:
+    """The noisy optimal field (sigma = 0.05) takes every source to its OT image: the rule must say not reproduced."""
+    t_map, x0 = rotation
+    study = solver_study(AffinePairField(t_map, sigma=0.05), x0, t_map(x0), x0 + 5, steps=(99,), methods=("rk4",))
+    assert float(study.table["closer_to_ot"].min()) == 1.0
+    assert rotation_example_rule(study).verdict is Verdict.NOT_REPRODUCED
+
+
+def _study(fractions: list[float]) -> SolverStudy:
+    table = pd.DataFrame({"solver": [f"s{k}" for k in range(len(fractions))], "closer_to_pair": fractions})
+    return SolverStudy(table=table, endpoints={})
+
+
+def test_rotation_rule_on_contrary_data() -> None:
+    assert rotation_example_rule(_study([0.95, 1.0, 0.92])).verdict is Verdict.REPRODUCED
+    assert rotation_example_rule(_study([0.95, 0.1, 0.2])).verdict is Verdict.PARTLY
+    assert rotation_example_rule(_study([0.6, 0.7, 0.1])).verdict is Verdict.PARTLY  # median >= 1/2
+    assert rotation_example_rule(_study([0.3, 0.1, 0.6])).verdict is Verdict.NOT_REPRODUCED
+
+
+def _e(closer_to_ot: float) -> EndpointDistances:
+    return EndpointDistances(to_pair=1.0, to_ot=1.0, closer_to_pair=1 - closer_to_ot, closer_to_ot=closer_to_ot,
+                             finite=1.0)
+
+
+def test_noise_rule_on_contrary_data() -> None:
+    good, flat, late = {0.0: _e(0.1), 0.05: _e(0.9)}, {0.0: _e(0.6), 0.05: _e(0.7)}, {0.0: _e(0.1), 0.05: _e(0.4)}
+    assert noise_generalises_rule({"a": good, "b": good}).verdict is Verdict.REPRODUCED
+    assert noise_generalises_rule({"a": good, "b": flat}).verdict is Verdict.PARTLY
+    assert noise_generalises_rule({"a": flat, "b": late}).verdict is Verdict.NOT_REPRODUCED
+    with pytest.raises(ValueError, match=r"sigma 0 and 0\.05"):
+        noise_generalises_rule({"a": {0.0: _e(0.1)}})
+
+
+def test_noise_rule_on_the_exact_fields(rotation) -> None:
+    """sigma = 0: the pair field (odd Euler grid) memorises; sigma = 0.05: the noisy optimum generalises."""
+    t_map, x0 = rotation
+    runs = {}
+    for sigma in (0.0, 0.05):
+        study = solver_study(AffinePairField(t_map, sigma=sigma), x0, t_map(x0), x0 + 5, steps=(99,), methods=("heun",),
+                             adaptive=())
+        row = study.table.iloc[0]
+        runs[sigma] = EndpointDistances(**{k: float(row[k]) for k in EndpointDistances.__dataclass_fields__})
+    assert noise_generalises_rule({"180-degree": runs}).verdict is Verdict.REPRODUCED
+
+
+def test_summary_numbers_are_the_notes() -> None:
+    assert SUMMARY_MMD.shape == (4, 4)
+    row = SUMMARY_MMD[(SUMMARY_MMD["d"] == 50) & (SUMMARY_MMD["sigma"] == 0.05)].iloc[0]
+    assert row.iloc[2] == 0.0020 and row.iloc[3] == 6.09e-5
