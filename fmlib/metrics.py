@@ -19,8 +19,6 @@ from fmlib._checks import (
     check_batch,
     check_data,
     check_field,
-    check_float,
-    check_points,
     check_same_shape,
 )
 from fmlib.ode import Field, Velocity
@@ -28,7 +26,6 @@ from fmlib.ode import Field, Velocity
 __all__ = [
     "Separation",
     "cosine_to_target",
-    "mmd2",
     "pairwise_separation",
 ]
 
@@ -146,39 +143,3 @@ def pairwise_separation(data: Tensor) -> Separation:
     distances = values.clamp_(min=0.0).sqrt_()
     minimum = float((data[closest_pair[0]] - data[closest_pair[1]]).norm())
     return Separation(minimum=minimum, median=_median(distances))
-
-
-def mmd2(x: Tensor, y: Tensor, *, bandwidth: float | None = None) -> float:
-    r"""The squared maximum mean discrepancy between two samples with a Gaussian kernel (biased V-statistic).
-
-    .. math::
-
-        \widehat{\mathrm{MMD}}^2 = rac{1}{m^2} \sum_{i, i'} k(x_i, x_{i'})
-        + rac{1}{n^2} \sum_{j, j'} k(y_j, y_{j'}) - rac{2}{m n} \sum_{i, j} k(x_i, y_j), \qquad
-        k(a, b) = \exp\Big(-\frac{\|a - b\|^2}{2 h^2}\Big)
-
-    (Gretton et al., JMLR 2012, eq. 5), computed in float64; it is >= 0 and 0 for identical samples.
-    ``bandwidth`` h defaults to the median of the pairwise distances of the pooled sample (the
-    median heuristic), which is then a property of the two samples, not of the kernel alone.
-
-    Args:
-        x: (m, d) one sample; y: (n, d) the other (same d, dtype, device).
-        bandwidth: h > 0, or None for the median heuristic.
-
-    Returns:
-        the squared MMD, a float.
-    """
-    x = check_data(x, "x")
-    y = check_points(check_data(y, "y"), x, "y", "x")
-    pooled = torch.cat([x, y]).double()
-    sq = torch.cdist(pooled, pooled).pow(2)
-    if bandwidth is None:
-        m = pooled.shape[0]
-        upper = sq[torch.triu_indices(m, m, offset=1, device=sq.device).unbind()]
-        h2 = float(upper.median()) if upper.numel() else 1.0
-        h2 = h2 if h2 > 0 else 1.0
-    else:
-        h2 = check_float(bandwidth, "bandwidth", low=0.0, low_open=True) ** 2
-    k = torch.exp(-sq / (2 * h2))
-    m = x.shape[0]
-    return float(k[:m, :m].mean() + k[m:, m:].mean() - 2 * k[:m, m:].mean())
