@@ -26,6 +26,7 @@ its target (a stochastic interpolant in the sense of Albergo et al. would add :m
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from fmlib._checks import (
     check_same_shape,
     generator_device,
 )
+from fmlib.losses import LOSSES, Batch, TargetSampler, register_loss
 
 __all__ = [
     "COUPLINGS",
@@ -59,6 +61,7 @@ __all__ = [
     "MinibatchOTCoupling",
     "NoisyPairsField",
     "PairedCoupling",
+    "PairedSampler",
     "ShuffledPairs",
     "check_covariance",
     "check_sigma",
@@ -68,6 +71,7 @@ __all__ = [
     "noise_scale",
     "noisy_interpolant",
     "plane_rotation",
+    "register_pairs",
     "rotated_ot_map",
     "rotation_shift_map",
     "shuffled_ot_pairs",
@@ -545,3 +549,68 @@ class NoisyPairsField:
         """x + (1 - t) v(x, t): the field is finite at t = 1, so the last step of a solver is Euler's."""
         tt = as_time(t, x.shape[0], x)
         return x + (1 - tt)[:, None] * self.velocity(x, tt)
+
+
+PAIRS: dict[str, tuple[Tensor, Tensor]] = {}
+"""Fixed pairs registered for training (:func:`register_pairs`), by key; float32 CPU tensors."""
+
+
+def register_pairs(x0: Tensor, x1: Tensor) -> str:
+    """Register n fixed pairs for the loss ``"paired"`` (:class:`PairedSampler`); return their key.
+
+    The key hashes the float32 bytes of both, so it names the pairing in a checkpoint key of
+    :mod:`fmlib.train` (the training data there are the targets ``x1``; the key adds the sources).
+
+    Args:
+        x0: (n, d) sources; x1: (n, d) their partners, pairwise distinct rows (a row identifies its pair).
+    """
+    x0 = check_batch(x0, "x0").detach().to(device="cpu", dtype=torch.float32).contiguous()
+    x1 = check_same_shape(check_batch(x1, "x1").detach().to(device="cpu", dtype=torch.float32), x0, "x1", "x0")
+    x1 = x1.contiguous()
+    if torch.unique(x1, dim=0).shape[0] != x1.shape[0]:
+        raise ValueError("x1 has repeated rows: a target must identify its pair; remove the duplicates")
+    digest = hashlib.sha256(x0.numpy().tobytes() + x1.numpy().tobytes()).hexdigest()[:16]
+    key = f"pairs-{digest}"
+    PAIRS[key] = (x0, x1)
+    return key
+
+
+class PairedSampler(TargetSampler):
+    r"""The loss ``"paired"`` of :mod:`fmlib.train`: fixed pairs under the noisy interpolant.
+
+    The training data are the targets :math:`x_1^i` of pairs registered with :func:`register_pairs`;
+    for each drawn target the sampler takes its own source :math:`x_0^i` (found as the training row
+    equal to the target), draws :math:`t \sim U[0, 1)` and z, and returns
+    :func:`noisy_interpolant`'s :math:`x_t` and target :math:`x_1 - x_0`.
+
+    Args:
+        data: (n, d) the registered targets (what :func:`fmlib.train.train_or_load` trains on).
+        pairs: the key returned by :func:`register_pairs`.
+        sigma: noise level >= 0; schedule: a key of :data:`NOISE_SCHEDULES`.
+    """
+
+    name = "paired"
+
+    def __init__(self, data: Tensor, *, pairs: str = "", sigma: float = 0.0, schedule: str = "constant") -> None:
+        super().__init__(data)
+        if pairs not in PAIRS:
+            raise ValueError(f"pairs={pairs!r} is not registered; call fmlib.couplings.register_pairs(x0, x1) first")
+        x0, x1 = PAIRS[pairs]
+        if x1.shape != data.shape or not torch.equal(x1.to(data), data):
+            raise ValueError(f"the training data are not the targets of pairs={pairs!r}: train on its x1, all rows")
+        self.pairs, self.sigma = pairs, check_sigma(sigma)
+        self.schedule = check_choice(schedule, NOISE_SCHEDULES, "schedule")
+        self.x0 = x0.to(data)
+        self._data_sq = (data * data).sum(1)
+
+    def sample(self, x1: Tensor, generator: torch.Generator | None) -> Batch:
+        """The noisy interpolant of the pairs of the targets ``x1`` (B, d) (rows of ``data``)."""
+        index = (self._data_sq - 2 * x1 @ self.data.T).argmin(dim=1)  # the row equal to each target
+        t = torch.rand(x1.shape[0], generator=generator, dtype=torch.float64,
+                       device=generator_device(generator, x1.device)).to(x1)
+        s = noisy_interpolant(self.x0[index], x1, t, sigma=self.sigma, schedule=self.schedule, generator=generator)
+        return Batch(x_t=s.x_t, t=s.t, target=s.target)
+
+
+if PairedSampler.name not in LOSSES:
+    register_loss(PairedSampler)
