@@ -15,14 +15,22 @@ from fmlib.experiments.pairings import (
     SUMMARY_MMD,
     EndpointDistances,
     GaussianVariance,
+    MixtureResult,
+    RotationResult,
+    ShuffledResult,
     SolverStudy,
     endpoint_distances,
     gaussian_problem,
     gaussian_variance,
+    mixture_summary,
     noise_generalises_rule,
+    noise_summary,
     pairing_zero_variance_rule,
     rotation_example_rule,
+    rotation_summary,
+    shuffled_summary,
     solver_study,
+    winding_angles,
 )
 from fmlib.experiments.verdicts import ClaimBroken, Verdict
 from fmlib.gaussian import AffinePairField
@@ -165,3 +173,53 @@ def test_summary_numbers_are_the_notes() -> None:
     assert SUMMARY_MMD.shape == (4, 4)
     row = SUMMARY_MMD[(SUMMARY_MMD["d"] == 50) & (SUMMARY_MMD["sigma"] == 0.05)].iloc[0]
     assert row.iloc[2] == 0.0020 and row.iloc[3] == 6.09e-5
+
+
+def test_winding_angles_tell_a_half_turn_from_a_bounce() -> None:
+    ts = torch.linspace(0, 1, 201, dtype=torch.float64)
+    y0 = torch.tensor([[1.0, 0.3], [-0.5, 0.8]], dtype=torch.float64)
+    centre = 5.0 * ts[:, None, None]
+    angle = math.pi * ts[:, None]  # a half turn around the moving centre
+    rot = torch.stack([torch.cos(angle) * y0[:, 0] - torch.sin(angle) * y0[:, 1],
+                       torch.sin(angle) * y0[:, 0] + torch.cos(angle) * y0[:, 1]], dim=-1)
+    turned = winding_angles(centre + rot, ts)
+    torch.testing.assert_close(turned, torch.full((2,), math.pi, dtype=torch.float64))
+    bounce = centre + (1 - 2 * ts[:, None, None]).abs().clamp(min=0.01) * y0  # contract, then expand, same side
+    assert float(winding_angles(bounce, ts).abs().max()) < 1e-9
+
+
+def _rotation(angles: dict[str, float]) -> RotationResult:
+    winding = {name: torch.full((10,), value, dtype=torch.float64) for name, value in angles.items()}
+    return RotationResult(x0=None, paired=None, ot_image=None, exact={}, learned={}, sigmas={}, ts=None,
+                          trajectories={}, winding=winding, jacobian=pd.DataFrame(), models={})
+
+
+def test_summaries_follow_the_numbers() -> None:
+    memorised = rotation_summary(_rotation({"sigma=0": math.pi, "sigma=0.05 constant": 0.1}), 0.05)
+    assert "is what optimisation found" in memorised and "sigma = 0.05 constant learned the bounce" in memorised
+    bounced = rotation_summary(_rotation({"sigma=0": 0.1, "sigma=0.05 constant": 0.1}), 0.05)
+    assert "is not what optimisation found" in bounced
+
+    def shuffled(before: float, after: float) -> ShuffledResult:
+        return ShuffledResult(name="x", pairs=None, distances={0.0: _e(1 - before), 0.05: _e(1 - after)},
+                              endpoints={}, models={})
+
+    text = shuffled_summary({"digits": shuffled(0.9, 0.9), "gaussian": shuffled(0.9, 0.1)}, 0.05)
+    assert "digits, the network at sigma = 0 memorised the shuffled pairs and the noise changed little" in text
+    assert "gaussian, the network at sigma = 0 memorised the shuffled pairs and the noise moved it toward the OT" \
+        in text
+    assert "went to the OT partners" in shuffled_summary({"a": shuffled(0.1, 0.1)}, 0.05)
+
+    runs = {"a": {0.0: _e(0.9), 0.05: _e(0.9)}, "b": {0.0: _e(0.1), 0.05: _e(0.1)}, "c": {0.0: _e(0.1), 0.05: _e(0.9)}}
+    text = noise_summary(runs, 0.05)
+    assert "at sigma = 0 the networks went to the OT partners in a" in text
+    assert "still went to the paired partners in b" in text
+    assert "moved them from the paired to the OT partners in c" in text
+
+    table = pd.DataFrame({"d": [3, 3], "sigma": [0.0, 0.05], "mmd_held_out": [1e-3, 1e-3], "mmd_train": [1e-6, 1e-5],
+                          "to_pair": [0.01, 0.5], "bandwidth": [1.0, 1.0]})
+    text = mixture_summary(MixtureResult(table=table, pairing="random"), 0.05)
+    assert "is below the MMD to held-out" in text and "the noise raised it" in text and "0.01 (sigma = 0)" in text
+    flipped = table.assign(mmd_train=[2e-3, 1e-3])
+    text = mixture_summary(MixtureResult(table=flipped, pairing="random"), 0.05)
+    assert "is not below" in text and "did not raise" in text
