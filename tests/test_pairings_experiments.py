@@ -16,18 +16,23 @@ from fmlib.experiments.pairings import (
     EndpointDistances,
     GaussianVariance,
     MixtureResult,
+    Recipe,
     RotationResult,
     ShuffledResult,
     SolverStudy,
     endpoint_distances,
     gaussian_problem,
     gaussian_variance,
+    mixture_experiment,
     mixture_summary,
     noise_generalises_rule,
     noise_summary,
     pairing_zero_variance_rule,
     rotation_example_rule,
+    rotation_experiment,
     rotation_summary,
+    run_name,
+    shuffled_experiment,
     shuffled_summary,
     solver_study,
     winding_angles,
@@ -223,3 +228,23 @@ def test_summaries_follow_the_numbers() -> None:
     flipped = table.assign(mmd_train=[2e-3, 1e-3])
     text = mixture_summary(MixtureResult(table=flipped, pairing="random"), 0.05)
     assert "is not below" in text and "did not raise" in text
+
+
+def test_training_experiments_fit_together(tmp_path) -> None:
+    """Tiny trainings through fmlib.train: shapes, keys, and the exact studies beside the learned ones."""
+    recipe = Recipe(net_options={"width": 8, "depth": 1, "time_features": 0}, steps=3, batch_size=8,
+                    device="cpu", store=str(tmp_path))
+    runs = [(0.0, "constant"), (0.05, "constant"), (0.05, "bridge")]
+    rotation = rotation_experiment(12, runs, recipe, steps=(9,), methods=("euler",), adaptive=(), trajectory_steps=9)
+    names = [run_name(s, sch) for s, sch in runs]
+    assert list(rotation.learned) == names == list(rotation.exact) == list(rotation.winding)
+    assert rotation.trajectories["sigma=0"].shape == (10, 12, 2)
+    assert set(rotation.jacobian["run"]) == set(names)
+    assert rotation.exact["sigma=0"].table["to_pair"].max() < 1e-10  # the pair field on an odd grid
+    assert float(rotation.exact["sigma=0.05 bridge"].table["finite"].min()) == 1.0  # the noisy optimum is regular
+    shuffled = shuffled_experiment("digits", 10, (0.0, 0.05), recipe, sample_steps=3)
+    assert shuffled.endpoints[0.05].shape == (10, 64) and set(shuffled.distances) == {0.0, 0.05}
+    mixtures = mixture_experiment([3], 10, 10, (0.0, 0.05), recipe, pairing="ot", sample_steps=3)
+    assert list(mixtures.table["sigma"]) == [0.0, 0.05] and mixtures.pairing == "ot"
+    with pytest.raises(ValueError, match="name"):
+        shuffled_experiment("moons", 10, (0.0,), recipe)

@@ -490,7 +490,7 @@ class RotationResult:
 
     Attributes:
         x0: (n, 2) sources; paired: (n, 2) their targets 5 - x0; ot_image: (n, 2) x0 + 5.
-        exact: sigma -> :class:`SolverStudy` of the closed-form optimal field (the pair field at 0).
+        exact: run name -> :class:`SolverStudy` of the closed-form optimal field (the pair field at sigma 0).
         learned: run name (``"sigma=0.05 constant"``) -> :class:`SolverStudy` of the trained network.
         sigmas: run name -> (sigma, schedule).
         ts: (K + 1,) the grid of ``trajectories``; trajectories: run name -> (K + 1, n, 2) Euler trajectories.
@@ -502,7 +502,7 @@ class RotationResult:
     x0: Tensor
     paired: Tensor
     ot_image: Tensor
-    exact: dict[float, SolverStudy]
+    exact: dict[str, SolverStudy]
     learned: dict[str, SolverStudy]
     sigmas: dict[str, tuple[float, str]]
     ts: Tensor
@@ -537,8 +537,8 @@ def rotation_experiment(
     x0 = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     paired, ot_image = transport(x0), x0 + shift
     options = {"steps": steps, "methods": methods, "adaptive": adaptive}
-    exact = {s: solver_study(AffinePairField(transport, sigma=s, schedule=sch), x0, paired, ot_image, **options)
-             for s, sch in {(s, sch) for s, sch in runs}}
+    exact = {run_name(s, sch): solver_study(AffinePairField(transport, sigma=s, schedule=sch), x0, paired, ot_image,
+                                            **options) for s, sch in runs}
     grid = time_grid(check_positive_int(trajectory_steps, "trajectory_steps"))
     learned, trajectories, winding, models, sigmas, jac = {}, {}, {}, {}, {}, []
     near = np.concatenate([np.linspace(0.3, 0.7, 41), [0.0, 1.0]])
