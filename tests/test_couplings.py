@@ -281,3 +281,19 @@ def test_paired_sampler_bad_input() -> None:
         PairedSampler(x0, pairs=key)
     with pytest.raises(ValueError, match="sigma"):
         PairedSampler(x0 + 1, pairs=key, sigma=-1.0)
+
+
+def test_minibatch_ot_is_a_coupling_of_the_cfm_loss() -> None:
+    from fmlib.losses import make_loss
+
+    data = torch.linspace(-3, 3, 64)[:, None]
+    g = torch.Generator().manual_seed(0)
+    batch = make_loss("cfm", data, coupling="minibatch-ot").sample(data[torch.randperm(64, generator=g)[:32]], g)
+    x0 = batch.x_t - batch.t[:, None] * batch.target  # x_t = x0 + t (x1 - x0) at sigma = 0
+    x1 = x0 + batch.target
+    order = x0[:, 0].argsort()
+    assert bool((x1[order, 0].diff() >= -1e-5).all())  # in 1-D the OT pairing is the monotone one
+    # mutation: the independent coupling is not monotone
+    batch = make_loss("cfm", data).sample(data[torch.randperm(64, generator=g)[:32]], g)
+    x0 = batch.x_t - batch.t[:, None] * batch.target
+    assert not bool(((x0 + batch.target)[x0[:, 0].argsort(), 0].diff() >= -1e-5).all())
