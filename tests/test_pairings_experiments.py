@@ -221,13 +221,12 @@ def test_summaries_follow_the_numbers() -> None:
     assert "still went to the paired partners in b" in text
     assert "moved them from the paired to the OT partners in c" in text
 
-    table = pd.DataFrame({"d": [3, 3], "sigma": [0.0, 0.05], "mmd_held_out": [1e-3, 1e-3], "mmd_train": [1e-6, 1e-5],
-                          "to_pair": [0.01, 0.5], "bandwidth": [1.0, 1.0]})
+    table = pd.DataFrame({"d": [3, 3], "sigma": [0.0, 0.05], "mmd_held_out": [1e-3, 2e-3], "mmd_train": [1e-6, 1e-5],
+                          "mmd_floor": [3e-4, 3e-4], "to_pair": [0.01, 0.5], "bandwidth": [1.0, 1.0]})
     text = mixture_summary(MixtureResult(table=table, pairing="random"), 0.05)
-    assert "is below the MMD to held-out" in text and "the noise raised it" in text and "0.01 (sigma = 0)" in text
-    flipped = table.assign(mmd_train=[2e-3, 1e-3])
-    text = mixture_summary(MixtureResult(table=flipped, pairing="random"), 0.05)
-    assert "is not below" in text and "did not raise" in text
+    assert "MMD2 to held-out data 1.0e-03 and to the training targets 1.0e-06 at sigma = 0" in text
+    assert "(2.0e-03 and 1.0e-05 at sigma = 0.05), against 3.0e-04" in text
+    assert "0.01 (sigma = 0) and 0.50 (sigma = 0.05)" in text
 
 
 def test_training_experiments_fit_together(tmp_path) -> None:
