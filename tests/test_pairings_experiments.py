@@ -222,11 +222,13 @@ def test_summaries_follow_the_numbers() -> None:
     assert "moved them from the paired to the OT partners in c" in text
 
     table = pd.DataFrame({"d": [3, 3], "sigma": [0.0, 0.05], "mmd_held_out": [1e-3, 2e-3], "mmd_train": [1e-6, 1e-5],
-                          "mmd_floor": [3e-4, 3e-4], "to_pair": [0.01, 0.5], "bandwidth": [1.0, 1.0]})
+                          "mmd_floor": [3e-4, 3e-4], "to_pair": [0.01, 0.5], "nearest_ratio": [0.1, 0.9],
+                          "bandwidth": [1.0, 1.0]})
     text = mixture_summary(MixtureResult(table=table, pairing="random"), 0.05)
     assert "MMD2 to held-out data 1.0e-03 and to the training targets 1.0e-06 at sigma = 0" in text
     assert "(2.0e-03 and 1.0e-05 at sigma = 0.05), against 3.0e-04" in text
     assert "0.01 (sigma = 0) and 0.50 (sigma = 0.05)" in text
+    assert "0.10 (sigma = 0) and 0.90 (sigma = 0.05) times as far from the nearest training target" in text
 
 
 def test_training_experiments_fit_together(tmp_path) -> None:
