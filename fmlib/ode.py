@@ -26,7 +26,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 import torch
+from scipy.integrate import solve_ivp
 from torch import Tensor
 from tqdm import tqdm
 
@@ -39,7 +41,18 @@ from fmlib._checks import (
     check_times,
 )
 
-__all__ = ["SOLVERS", "Field", "ODEResult", "Solver", "Velocity", "integrate", "time_grid"]
+__all__ = [
+    "ADAPTIVE_METHODS",
+    "SOLVERS",
+    "AdaptiveResult",
+    "Field",
+    "ODEResult",
+    "Solver",
+    "Velocity",
+    "integrate",
+    "integrate_adaptive",
+    "time_grid",
+]
 
 Velocity = Callable[[Tensor, float], Tensor]
 """A velocity field v(x, t): x (B, d), t a float, result (B, d)."""
@@ -212,3 +225,86 @@ def integrate(
         if trajectory is not None:
             trajectory[k + 1] = x
     return ODEResult(x=x, ts=grid, trajectory=trajectory)
+
+
+ADAPTIVE_METHODS = ("RK23", "RK45", "DOP853")
+"""The explicit adaptive Runge-Kutta pairs of ``scipy.integrate.solve_ivp`` that :func:`integrate_adaptive` offers."""
+
+
+@dataclass(frozen=True)
+class AdaptiveResult:
+    """The outcome of :func:`integrate_adaptive`.
+
+    Attributes:
+        x: (B, d) the solution at ``t_end`` (nan where the solver failed).
+        ts: (K + 1,) float64 CPU tensor, the times the solver accepted.
+        evaluations: how many times the field was evaluated.
+        success: whether the solver reached ``t_end``; message: its explanation.
+    """
+
+    x: Tensor
+    ts: Tensor
+    evaluations: int
+    success: bool
+    message: str
+
+
+def integrate_adaptive(
+    field: Field | Velocity,
+    x0: Tensor,
+    *,
+    t_start: float = 0.0,
+    t_end: float = 1.0,
+    method: str = "RK45",
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+) -> AdaptiveResult:
+    r"""Integrate :math:`\frac{dx}{dt} = v(x, t)` from ``x0`` with an adaptive step (``scipy.integrate.solve_ivp``).
+
+    The batch is one system of B d equations, so all points share the step sizes (as in
+    torchdiffeq's adaptive solvers); the step is accepted when the embedded error estimate is below
+    ``atol + rtol |x|`` in every component. The field is evaluated in float64 on the CPU-side copy
+    of the state and called with x (B, d) in the dtype and device of ``x0``. A field that returns a
+    non-finite value makes the solver fail; then ``x`` is nan.
+
+    Args:
+        field: an object with ``velocity(x, t)`` or a callable ``v(x, t)`` (t a float).
+        x0: (B, d) initial points at ``t_start``.
+        t_start, t_end: the interval, 0 <= t_start < t_end <= 1.
+        method: one of :data:`ADAPTIVE_METHODS`.
+        rtol, atol: tolerances of the error control (> 0).
+
+    Returns:
+        :class:`AdaptiveResult`.
+    """
+    velocity = check_field(field)
+    x0 = check_batch(x0, "x0")
+    t_start = check_float(t_start, "t_start", low=0.0, high=1.0, high_open=True)
+    t_end = check_float(t_end, "t_end", low=t_start, high=1.0, low_open=True)
+    method = check_choice(method, ADAPTIVE_METHODS, "method")
+    rtol = check_float(rtol, "rtol", low=0.0, low_open=True)
+    atol = check_float(atol, "atol", low=0.0, low_open=True)
+    shape, evaluations = x0.shape, 0
+
+    def rhs(t: float, y: np.ndarray) -> np.ndarray:
+        nonlocal evaluations
+        evaluations += 1
+        x = torch.from_numpy(y).reshape(shape).to(dtype=x0.dtype, device=x0.device)
+        with torch.no_grad():
+            v = velocity(x, float(t)).detach().double().cpu().numpy().reshape(-1)
+        if not np.isfinite(v).all():
+            raise FloatingPointError(f"the field is not finite at t = {t!r}")
+        return v
+
+    y0 = x0.detach().double().cpu().numpy().reshape(-1)
+    try:
+        sol = solve_ivp(rhs, (t_start, t_end), y0, method=method, rtol=rtol, atol=atol)
+    except FloatingPointError as err:
+        nan = torch.full_like(x0, float("nan"))
+        return AdaptiveResult(x=nan, ts=torch.empty(0, dtype=torch.float64), evaluations=evaluations,
+                              success=False, message=str(err))
+    x = torch.from_numpy(sol.y[:, -1].copy()).reshape(shape).to(dtype=x0.dtype, device=x0.device)
+    if not sol.success:
+        x = torch.full_like(x0, float("nan"))
+    return AdaptiveResult(x=x, ts=torch.from_numpy(sol.t.copy()), evaluations=evaluations, success=bool(sol.success),
+                          message=str(sol.message))

@@ -97,3 +97,17 @@ def brute_force_copy_fraction(samples: Tensor, data: Tensor, ratio: float) -> fl
     dist = brute_force_distances(samples, data).sort(dim=1).values
     second = dist[:, 1] if data.shape[0] > 1 else torch.full_like(dist[:, 0], float("inf"))
     return float(((dist[:, 0] < ratio * second) | (dist[:, 0] == 0)).double().mean())
+
+
+def brute_force_conditional_mean(transport, gamma: float, x: Tensor, t: float) -> Tensor:
+    """E[x1 - x0 | x_t = x] for the pairing x1 = mean + A x0 and x_t = (1 - t) x0 + t x1 + gamma z; float64.
+
+    ``transport`` has ``.mean`` (d,), ``.matrix`` A (d, d) and ``.dim``. Computed by conditioning the
+    joint Gaussian of (x_t, x1 - x0), both written as explicit linear maps of (x0, z).
+    """
+    d = transport.dim
+    a, mu, eye = transport.matrix.double(), transport.mean.double(), torch.eye(d, dtype=torch.float64)
+    to_xt = torch.cat([(1 - t) * eye + t * a, gamma * eye], dim=1)  # x_t - t mu = to_xt @ (x0, z)
+    to_u = torch.cat([a - eye, torch.zeros(d, d, dtype=torch.float64)], dim=1)  # u - mu = to_u @ (x0, z)
+    c_xx, c_ux = to_xt @ to_xt.T, to_u @ to_xt.T
+    return mu + (x.double() - t * mu) @ torch.linalg.solve(c_xx, c_ux.T)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from fmlib.closed_form import ClosedFormField
-from fmlib.ode import SOLVERS, ODEResult, integrate, time_grid
+from fmlib.ode import ADAPTIVE_METHODS, SOLVERS, ODEResult, integrate, integrate_adaptive, time_grid
 from tests.problems import GaussianToGaussian, brute_force_distances, linear_ode_solution
 
 METHODS = sorted(SOLVERS)
@@ -179,3 +179,23 @@ def test_quadratic_time_grid_refines_toward_the_end() -> None:
     assert abs(1 - grid[-2].item() - 1 / 100) < 1e-12  # the last step starts at 1 - 1/K^2
     with pytest.raises(ValueError, match=r"spacing='cubic' is not one of 'quadratic', 'uniform'"):
         time_grid(10, spacing="cubic")
+
+
+@pytest.mark.parametrize("method", ADAPTIVE_METHODS)
+def test_adaptive_solver_meets_its_tolerance(method: str, gaussian_problem) -> None:
+    field, x0 = gaussian_problem
+    result = integrate_adaptive(field, x0, t_end=0.9, method=method, rtol=1e-8, atol=1e-10)
+    assert result.success and result.evaluations > 0 and float(result.ts[-1]) == pytest.approx(0.9)
+    assert float((result.x - field.flow(x0, 0.9)).abs().max()) < 1e-6
+    # mutation: a solver that ignores the field (returns x0) is far from the flow
+    assert float((x0 - field.flow(x0, 0.9)).abs().max()) > 1e-2
+
+
+def test_adaptive_solver_reports_a_field_that_is_not_finite() -> None:
+    x0 = torch.ones(3, 2, dtype=torch.float64)
+    result = integrate_adaptive(lambda x, t: x if t < 0.3 else x * float("nan"), x0, method="RK45")
+    assert not result.success and bool(result.x.isnan().all()) and "not finite" in result.message
+    with pytest.raises(ValueError, match="method"):
+        integrate_adaptive(lambda x, t: x, x0, method="LSODA")
+    with pytest.raises(ValueError, match="rtol"):
+        integrate_adaptive(lambda x, t: x, x0, rtol=0.0)

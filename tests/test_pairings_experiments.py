@@ -1,0 +1,251 @@
+"""fmlib.experiments.pairings: the computations on exact fields, and each verdict rule on contrary data
+(all three verdicts, the identity breaking, and mutations that must change the outcome)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+import fmlib.gaussian
+from fmlib.couplings import rotation_shift_map
+from fmlib.experiments.pairings import (
+    SUMMARY_MMD,
+    EndpointDistances,
+    GaussianVariance,
+    MixtureResult,
+    Recipe,
+    RotationResult,
+    ShuffledResult,
+    SolverStudy,
+    endpoint_distances,
+    gaussian_problem,
+    gaussian_variance,
+    mixture_experiment,
+    mixture_summary,
+    noise_generalises_rule,
+    noise_summary,
+    pairing_zero_variance_rule,
+    rotation_example_rule,
+    rotation_experiment,
+    rotation_summary,
+    run_name,
+    shuffled_experiment,
+    shuffled_summary,
+    solver_study,
+    winding_angles,
+)
+from fmlib.experiments.verdicts import ClaimBroken, Verdict
+from fmlib.gaussian import AffinePairField
+
+
+@pytest.fixture(scope="module")
+def variance() -> GaussianVariance:
+    return gaussian_variance([2, 3], samples=64)
+
+
+def test_gaussian_variance_zero_only_for_the_pairings_own_field(variance: GaussianVariance) -> None:
+    table = variance.table
+    assert len(table) == 2 * 2 * 2 * 2
+    matched0 = table[table["matched"] & (table["sigma"] == 0)]
+    assert float(matched0[["loss", "trace"]].to_numpy().max()) < 1e-20
+    assert float(table[~table["matched"]]["trace"].min()) > 1.0
+    noisy = table[table["matched"] & (table["sigma"] > 0)]
+    assert float(noisy["trace"].min()) > 1e-6
+    # at sigma > 0 the pair field's loss is close to the least loss over all fields (Monte Carlo, 64 samples)
+    assert (noisy["loss"] / noisy["least_loss"]).between(0.5, 2.0).all()
+    assert pairing_zero_variance_rule(variance).verdict is Verdict.REPRODUCED
+
+
+def _with(table: pd.DataFrame, mask, **values) -> GaussianVariance:
+    table = table.copy()
+    for column, value in values.items():
+        table.loc[mask(table), column] = value
+    return GaussianVariance(table=table, samples=64, schedule="constant", angle=math.pi / 2)
+
+
+def test_zero_variance_rule_on_contrary_data(variance: GaussianVariance) -> None:
+    mismatched = lambda t: ~t["matched"]  # noqa: E731
+    noisy_matched = lambda t: t["matched"] & (t["sigma"] > 0)  # noqa: E731
+    partly = pairing_zero_variance_rule(_with(variance.table, mismatched, trace=0.0))
+    assert partly.verdict is Verdict.PARTLY
+    both_fail = _with(_with(variance.table, mismatched, trace=0.0).table, noisy_matched, trace=0.0)
+    assert pairing_zero_variance_rule(both_fail).verdict is Verdict.NOT_REPRODUCED
+    one_d = _with(variance.table, lambda t: ~t["matched"] & (t["d"] == 3), trace=0.0)
+    assert pairing_zero_variance_rule(one_d).verdict is Verdict.PARTLY
+    broken = _with(variance.table, lambda t: t["matched"] & (t["sigma"] == 0) & (t["d"] == 2), trace=1e-3)
+    with pytest.raises(ClaimBroken, match="pairing-zero-variance"):
+        pairing_zero_variance_rule(broken)
+
+
+def test_mutation_wrong_sign_in_the_model_breaks_the_identity(monkeypatch) -> None:
+    original = fmlib.gaussian.AffinePairModel.forward
+
+    def negated(self, x, t):
+        return 2 * self.mean - original(self, x, t)  # the sign of Theta flipped
+
+    monkeypatch.setattr(fmlib.gaussian.AffinePairModel, "forward", negated)
+    with pytest.raises(ClaimBroken, match="pairing-zero-variance"):
+        pairing_zero_variance_rule(gaussian_variance([2], samples=32))
+
+
+def test_gaussian_problem_refuses_a_singular_rotation() -> None:
+    maps = gaussian_problem(4)
+    assert set(maps) == {"OT", "rotated"}
+    torch.testing.assert_close(maps["rotated"].matrix @ maps["rotated"].matrix.T, maps["OT"].matrix @ maps["OT"].matrix)
+    with pytest.raises(ValueError, match="angle"):
+        gaussian_problem(2, angle=math.pi)
+
+
+def test_endpoint_distances() -> None:
+    x = torch.tensor([[0.0, 0.0], [1.0, 1.0], [float("nan"), 0.0]])
+    paired, ot = torch.zeros(3, 2), torch.ones(3, 2)
+    e = endpoint_distances(x, paired, ot)
+    assert e.finite == pytest.approx(2 / 3) and e.closer_to_pair == pytest.approx(1 / 3)
+    assert e.closer_to_ot == pytest.approx(1 / 3) and e.to_pair == pytest.approx(math.sqrt(2) / 2)
+
+
+@pytest.fixture(scope="module")
+def rotation() -> tuple:
+    t_map = rotation_shift_map(2, 5.0)
+    x0 = torch.randn(40, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    return t_map, x0
+
+
+def test_solver_study_of_the_exact_pair_field(rotation) -> None:
+    t_map, x0 = rotation
+    study = solver_study(AffinePairField(t_map), x0, t_map(x0), x0 + 5, steps=(9, 10), methods=("euler", "rk4"))
+    rows = study.table.set_index("solver")
+    assert rows.loc["euler-9", "closer_to_pair"] == 1.0 and rows.loc["euler-9", "to_pair"] < 1e-12
+    assert rows.loc["euler-10", "finite"] == 0.0 and bool(rows.loc["euler-10", "node_at_half"])
+    assert rows.loc["rk4-9", "finite"] == 0.0 and bool(rows.loc["rk4-9", "node_at_half"])  # a stage at 1/2
+    assert rows.loc["RK45", "closer_to_pair"] == 1.0
+    assert rows.loc["euler-9", "evaluations"] == 9 and rows.loc["rk4-10", "evaluations"] == 4 * 10 - 3
+    assert rotation_example_rule(study).verdict is Verdict.PARTLY  # the grid decides
+    odd = solver_study(AffinePairField(t_map), x0, t_map(x0), x0 + 5, steps=(9, 11), methods=("euler",))
+    assert rotation_example_rule(odd).verdict is Verdict.REPRODUCED
+
+
+def test_mutation_the_ot_like_field_is_not_a_memorisation(rotation) -> None:
+    """The noisy optimal field (sigma = 0.05) takes every source to its OT image: the rule must say not reproduced."""
+    t_map, x0 = rotation
+    study = solver_study(AffinePairField(t_map, sigma=0.05), x0, t_map(x0), x0 + 5, steps=(99,), methods=("rk4",))
+    assert float(study.table["closer_to_ot"].min()) == 1.0
+    assert rotation_example_rule(study).verdict is Verdict.NOT_REPRODUCED
+
+
+def _study(fractions: list[float]) -> SolverStudy:
+    table = pd.DataFrame({"solver": [f"s{k}" for k in range(len(fractions))], "closer_to_pair": fractions})
+    return SolverStudy(table=table, endpoints={})
+
+
+def test_rotation_rule_on_contrary_data() -> None:
+    assert rotation_example_rule(_study([0.95, 1.0, 0.92])).verdict is Verdict.REPRODUCED
+    assert rotation_example_rule(_study([0.95, 0.1, 0.2])).verdict is Verdict.PARTLY
+    assert rotation_example_rule(_study([0.6, 0.7, 0.1])).verdict is Verdict.PARTLY  # median >= 1/2
+    assert rotation_example_rule(_study([0.3, 0.1, 0.6])).verdict is Verdict.NOT_REPRODUCED
+
+
+def _e(closer_to_ot: float) -> EndpointDistances:
+    return EndpointDistances(to_pair=1.0, to_ot=1.0, closer_to_pair=1 - closer_to_ot, closer_to_ot=closer_to_ot,
+                             finite=1.0)
+
+
+def test_noise_rule_on_contrary_data() -> None:
+    good, flat, late = {0.0: _e(0.1), 0.05: _e(0.9)}, {0.0: _e(0.6), 0.05: _e(0.7)}, {0.0: _e(0.1), 0.05: _e(0.4)}
+    assert noise_generalises_rule({"a": good, "b": good}).verdict is Verdict.REPRODUCED
+    assert noise_generalises_rule({"a": good, "b": flat}).verdict is Verdict.PARTLY
+    assert noise_generalises_rule({"a": flat, "b": late}).verdict is Verdict.NOT_REPRODUCED
+    with pytest.raises(ValueError, match=r"sigma 0 and 0\.05"):
+        noise_generalises_rule({"a": {0.0: _e(0.1)}})
+
+
+def test_noise_rule_on_the_exact_fields(rotation) -> None:
+    """sigma = 0: the pair field (odd Euler grid) memorises; sigma = 0.05: the noisy optimum generalises."""
+    t_map, x0 = rotation
+    runs = {}
+    for sigma in (0.0, 0.05):
+        study = solver_study(AffinePairField(t_map, sigma=sigma), x0, t_map(x0), x0 + 5, steps=(99,), methods=("heun",),
+                             adaptive=())
+        row = study.table.iloc[0]
+        runs[sigma] = EndpointDistances(**{k: float(row[k]) for k in EndpointDistances.__dataclass_fields__})
+    assert noise_generalises_rule({"180-degree": runs}).verdict is Verdict.REPRODUCED
+
+
+def test_summary_numbers_are_the_notes() -> None:
+    assert SUMMARY_MMD.shape == (4, 4)
+    row = SUMMARY_MMD[(SUMMARY_MMD["d"] == 50) & (SUMMARY_MMD["sigma"] == 0.05)].iloc[0]
+    assert row.iloc[2] == 0.0020 and row.iloc[3] == 6.09e-5
+
+
+def test_winding_angles_tell_a_half_turn_from_a_bounce() -> None:
+    ts = torch.linspace(0, 1, 201, dtype=torch.float64)
+    y0 = torch.tensor([[1.0, 0.3], [-0.5, 0.8]], dtype=torch.float64)
+    centre = 5.0 * ts[:, None, None]
+    angle = math.pi * ts[:, None]  # a half turn around the moving centre
+    rot = torch.stack([torch.cos(angle) * y0[:, 0] - torch.sin(angle) * y0[:, 1],
+                       torch.sin(angle) * y0[:, 0] + torch.cos(angle) * y0[:, 1]], dim=-1)
+    turned = winding_angles(centre + rot, ts)
+    torch.testing.assert_close(turned, torch.full((2,), math.pi, dtype=torch.float64))
+    bounce = centre + (1 - 2 * ts[:, None, None]).abs().clamp(min=0.01) * y0  # contract, then expand, same side
+    assert float(winding_angles(bounce, ts).abs().max()) < 1e-9
+
+
+def _rotation(angles: dict[str, float]) -> RotationResult:
+    winding = {name: torch.full((10,), value, dtype=torch.float64) for name, value in angles.items()}
+    return RotationResult(x0=None, paired=None, ot_image=None, exact={}, learned={}, sigmas={}, ts=None,
+                          trajectories={}, winding=winding, jacobian=pd.DataFrame(), models={})
+
+
+def test_summaries_follow_the_numbers() -> None:
+    memorised = rotation_summary(_rotation({"sigma=0": math.pi, "sigma=0.05 constant": 0.1}), 0.05)
+    assert "is what optimisation found" in memorised and "sigma = 0.05 constant learned the bounce" in memorised
+    bounced = rotation_summary(_rotation({"sigma=0": 0.1, "sigma=0.05 constant": 0.1}), 0.05)
+    assert "is not what optimisation found" in bounced
+
+    def shuffled(before: float, after: float) -> ShuffledResult:
+        return ShuffledResult(name="x", pairs=None, distances={0.0: _e(1 - before), 0.05: _e(1 - after)},
+                              endpoints={}, models={})
+
+    text = shuffled_summary({"digits": shuffled(0.9, 0.9), "gaussian": shuffled(0.9, 0.1)}, 0.05)
+    assert "digits, the network at sigma = 0 memorised the shuffled pairs and the noise changed little" in text
+    assert "gaussian, the network at sigma = 0 memorised the shuffled pairs and the noise moved it toward the OT" \
+        in text
+    assert "went to the OT partners" in shuffled_summary({"a": shuffled(0.1, 0.1)}, 0.05)
+
+    runs = {"a": {0.0: _e(0.9), 0.05: _e(0.9)}, "b": {0.0: _e(0.1), 0.05: _e(0.1)}, "c": {0.0: _e(0.1), 0.05: _e(0.9)}}
+    text = noise_summary(runs, 0.05)
+    assert "at sigma = 0 the networks went to the OT partners in a" in text
+    assert "still went to the paired partners in b" in text
+    assert "moved them from the paired to the OT partners in c" in text
+
+    table = pd.DataFrame({"d": [3, 3], "sigma": [0.0, 0.05], "mmd_held_out": [1e-3, 2e-3], "mmd_train": [1e-6, 1e-5],
+                          "mmd_floor": [3e-4, 3e-4], "to_pair": [0.01, 0.5], "nearest_ratio": [0.1, 0.9],
+                          "bandwidth": [1.0, 1.0]})
+    text = mixture_summary(MixtureResult(table=table, pairing="random"), 0.05)
+    assert "MMD2 to held-out data 1.0e-03 and to the training targets 1.0e-06 at sigma = 0" in text
+    assert "(2.0e-03 and 1.0e-05 at sigma = 0.05), against 3.0e-04" in text
+    assert "0.01 (sigma = 0) and 0.50 (sigma = 0.05)" in text
+    assert "0.10 (sigma = 0) and 0.90 (sigma = 0.05) times as far from the nearest training target" in text
+
+
+def test_training_experiments_fit_together(tmp_path) -> None:
+    """Tiny trainings through fmlib.train: shapes, keys, and the exact studies beside the learned ones."""
+    recipe = Recipe(net_options={"width": 8, "depth": 1, "time_features": 0}, steps=3, batch_size=8,
+                    device="cpu", store=str(tmp_path))
+    runs = [(0.0, "constant"), (0.05, "constant"), (0.05, "bridge")]
+    rotation = rotation_experiment(12, runs, recipe, steps=(9,), methods=("euler",), adaptive=(), trajectory_steps=9)
+    names = [run_name(s, sch) for s, sch in runs]
+    assert list(rotation.learned) == names == list(rotation.exact) == list(rotation.winding)
+    assert rotation.trajectories["sigma=0"].shape == (10, 12, 2)
+    assert set(rotation.jacobian["run"]) == set(names)
+    assert rotation.exact["sigma=0"].table["to_pair"].max() < 1e-10  # the pair field on an odd grid
+    assert float(rotation.exact["sigma=0.05 bridge"].table["finite"].min()) == 1.0  # the noisy optimum is regular
+    shuffled = shuffled_experiment("digits", 10, (0.0, 0.05), recipe, sample_steps=3)
+    assert shuffled.endpoints[0.05].shape == (10, 64) and set(shuffled.distances) == {0.0, 0.05}
+    mixtures = mixture_experiment([3], 10, 10, (0.0, 0.05), recipe, pairing="ot", sample_steps=3)
+    assert list(mixtures.table["sigma"]) == [0.0, 0.05] and mixtures.pairing == "ot"
+    with pytest.raises(ValueError, match="name"):
+        shuffled_experiment("moons", 10, (0.0,), recipe)
