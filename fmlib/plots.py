@@ -62,5 +62,5 @@ def legend_below(ax: Axes, *, ncol: int = 2, offset: float = 46.0, **options: ob
     ``options`` go to :meth:`matplotlib.axes.Axes.legend`.
     """
     anchor = offset_copy(ax.transAxes, fig=ax.figure, y=-offset, units="points")
-    return ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=anchor, ncol=ncol, frameon=False,
-                     **options)
+    options = {"frameon": False, **options}
+    return ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=anchor, ncol=ncol, **options)

@@ -33,3 +33,11 @@ def test_colorbar_is_labelled_for_one_axes_or_several():
     assert colorbar(mesh, axes[0], "density").ax.get_ylabel() == "density"
     assert colorbar(mesh, list(axes), "log speed").ax.get_ylabel() == "log speed"
     plt.close(fig)
+
+
+def test_a_lower_legend_takes_the_callers_options() -> None:
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], label="a line")
+    legend = legend_outside(ax, loc="lower", frameon=True, title="key")
+    assert legend.get_frame_on() and legend.get_title().get_text() == "key"
+    plt.close(fig)
