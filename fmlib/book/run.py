@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,18 +48,21 @@ class RunResult:
         return self.path / f"{self.name}.ipynb"
 
 
-def _ipc_kernel_manager() -> type:
+def _ipc_kernel_manager(socket_dir: str) -> type:
     """A jupyter_client KernelManager that talks to the kernel over local IPC sockets, not TCP.
 
     The kernel and the runner are on one machine; over TCP ipykernel 7 warns at every start that the
     traffic is unencrypted ("Kernel is running over TCP without encryption"), which a reader takes
-    for an error. IPC sockets live beside the connection file in Jupyter's runtime directory.
+    for an error. Each kernel gets its own ``socket_dir`` (short, under the system's temporary
+    directory: a socket path has at most 107 characters): jupyter_client numbers IPC sockets from 1
+    in their directory, so kernels started at once in one directory (a sweep's processes, test
+    workers) would take the same sockets and read each other's messages ("Invalid Signature").
     """
     from jupyter_client.manager import KernelManager
 
     class IpcKernelManager(KernelManager):
         def __init__(self, **kwargs: Any) -> None:
-            super().__init__(transport="ipc", **kwargs)
+            super().__init__(transport="ipc", ip=os.path.join(socket_dir, "kernel"), **kwargs)
 
     return IpcKernelManager
 
@@ -75,10 +79,11 @@ def _execute(notebook_path: Path, params: dict[str, Any], staging: Path, *, prog
     output = staging / f"{notebook_path.stem}.ipynb"
     previous = os.environ.get("FMLIB_OUTPUT_DIR")
     os.environ["FMLIB_OUTPUT_DIR"] = str(staging)
+    socket_dir = tempfile.mkdtemp(prefix="fmlib-kernel-")
     try:
         papermill.execute_notebook(
             source, output, parameters=params, kernel_name="python3", cwd=str(REPO_ROOT),
-            progress_bar=progress, report_mode=False, kernel_manager_class=_ipc_kernel_manager(),
+            progress_bar=progress, report_mode=False, kernel_manager_class=_ipc_kernel_manager(socket_dir),
         )
     except PapermillExecutionError as err:
         failed = results_root() / "_failed" / f"{notebook_path.stem}-{params_hash(params)}.ipynb"
@@ -95,6 +100,7 @@ def _execute(notebook_path: Path, params: dict[str, Any], staging: Path, *, prog
         else:
             os.environ["FMLIB_OUTPUT_DIR"] = previous
         source.unlink(missing_ok=True)
+        shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 def machine_description() -> str:
