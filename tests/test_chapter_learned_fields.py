@@ -1,0 +1,50 @@
+"""Chapter "Trained networks: when does a learned field stop memorising?" runs with tiny parameters, reports its claims."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from fmlib.book.chapters import find_chapter, quick_parameters
+from fmlib.book.report import VERDICTS
+from fmlib.book.run import run_chapter
+
+CHAPTER = "learned_fields"
+
+
+@pytest.mark.slow
+def test_chapter_runs_with_tiny_parameters(quick_run):
+    run = quick_run(CHAPTER)
+    results = run.results
+    claims = results["claims"]
+    assert set(claims) == {"efm-unbiased", "efm-fid", "capacity", "hybrid-tau"}
+    assert all(claim["verdict"] in VERDICTS for claim in claims.values())
+    assert results["enum_bias"] < 1e-9 < 0.1 < results["enum_bias_uniform"]
+    assert results["enum_variance"] < results["enum_cfm_variance"]
+    assert "MMD stands in for FID" in claims["efm-fid"]["number"]
+    assert claims["efm-fid"]["verdict"] != "reproduced", "without FID features the claim can only partly reproduce"
+    assert 0.0 <= results["hybrid_weight_time"] < 1.0 and not math.isnan(results["hybrid_tau"])
+
+    efm = pd.read_csv(run.path / "tables" / "table_efm_cfm.csv")
+    assert list(efm["loss"]) == ["CFM", "EFM, M = 4"]
+    assert ((efm["copy fraction"] >= 0) & (efm["copy fraction"] <= 1)).all()
+    capacity = pd.read_csv(run.path / "tables" / "table_capacity.csv")
+    assert list(capacity["n"]) == [10, 30] and (capacity["steps"] == 60).all()
+    for figure in ("fig_efm_variance", "fig_capacity", "fig_hybrid"):
+        assert (run.path / "figures" / f"{figure}.png").exists()
+
+
+@pytest.mark.slow
+def test_second_run_loads_the_stored_networks(quick_run, quick_store):
+    """The networks are stored under the store's checkpoints and a rerun with other sampling reuses them."""
+    quick_run(CHAPTER)
+    stored = sorted((quick_store / "checkpoints").glob("*/model.pt"))
+    assert len(stored) >= 6  # 2 x 2 halves of the comparison, n = 10 (n = 30 CFM is shared), hybrid reuses n = 30
+    params = {**quick_parameters(find_chapter(CHAPTER)), "n_noises": 16}
+    from tests.conftest import results_at
+
+    with results_at(quick_store):
+        run_chapter(CHAPTER, params, progress=False)
+    assert sorted((quick_store / "checkpoints").glob("*/model.pt")) == stored
