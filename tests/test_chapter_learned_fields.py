@@ -1,4 +1,4 @@
-"""Chapter "Trained networks: when does a learned field stop memorising?" runs with tiny parameters, reports its claims."""
+"""Chapter "Trained networks: when does a learned field stop memorising?" runs with tiny parameters."""
 
 from __future__ import annotations
 
