@@ -123,6 +123,13 @@ def test_hybrid_tau_rule_gives_each_verdict() -> None:
     assert "not reproduced at this scale" in lf.hybrid_tau_rule([late]).number
 
 
+def test_describe_crossing() -> None:
+    assert lf.describe_crossing(0.914) == "0.91"
+    assert lf.describe_crossing(float("inf")) == "beyond the last tau below 1"
+    assert lf.describe_crossing(float("-inf"), "t") == "already at the first t"
+    assert lf.describe_crossing(float("nan")) == "not measured"
+
+
 def test_hybrid_tau_rule_partly() -> None:
     taus = np.array([0.0, 0.3, 0.45, 0.6, 1.0])
     copies = np.array([0.0, 0.1, 0.6, 0.9, 1.0])

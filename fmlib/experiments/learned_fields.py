@@ -75,6 +75,7 @@ __all__ = [
     "capacity_sweep",
     "check_plan",
     "compare_losses",
+    "describe_crossing",
     "efm_enumeration",
     "efm_fid_rule",
     "efm_unbiased_rule",
@@ -863,6 +864,17 @@ def hybrid_sweep(
     )
 
 
+def describe_crossing(time: float, what: str = "tau") -> str:
+    """A crossing time as text: ``"0.91"``, or what censoring means (never before 1, already at 0, not measured)."""
+    if math.isnan(time):
+        return "not measured"
+    if time == math.inf:
+        return f"beyond the last {what} below 1"
+    if time == -math.inf:
+        return f"already at the first {what}"
+    return f"{time:.2f}"
+
+
 def hybrid_tau_rule(curves: Sequence[HybridCurve], paper_tau: float = PAPER_TAU) -> Finding:
     """Verdict on ``hybrid-tau``, read on the highest-dimensional data set measured.
 
@@ -884,8 +896,8 @@ def hybrid_tau_rule(curves: Sequence[HybridCurve], paper_tau: float = PAPER_TAU)
     early = valid and math.isfinite(tau_c) and tau_c <= paper_tau
     half = valid and math.isfinite(tau_c) and tau_c <= 0.5
     per_set = "; ".join(
-        f"{c.name or 'data'} (d = {c.d}, n = {c.n}): transition tau = {c.transition:.2f}, largest weight crosses 1/2 "
-        f"at t = {c.weight_crossing:.2f}"
+        f"{c.name or 'data'} (d = {c.d}, n = {c.n}): transition tau {describe_crossing(c.transition)}, largest weight "
+        f"crosses 1/2 at t {describe_crossing(c.weight_crossing, 't')}"
         for c in sorted(curves, key=lambda c: c.d)
     )
     number = (
