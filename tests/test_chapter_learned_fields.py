@@ -24,7 +24,7 @@ def test_chapter_runs_with_tiny_parameters(quick_run):
     assert results["enum_variance"] < results["enum_cfm_variance"]
     assert "MMD stands in for FID" in claims["efm-fid"]["number"]
     assert claims["efm-fid"]["verdict"] != "reproduced", "without FID features the claim can only partly reproduce"
-    assert 0.0 <= float(results["hybrid_weight_time"]) < 1.0 and results["hybrid_tau"] != "not measured"
+    assert results["hybrid_tau"] != "not measured" and "largest weight along u*" in results["hybrid_summary"]
 
     efm = pd.read_csv(run.path / "tables" / "table_efm_cfm.csv")
     assert list(efm["loss"]) == ["CFM", "EFM, M = 4"]

@@ -130,6 +130,13 @@ def test_describe_crossing() -> None:
     assert lf.describe_crossing(float("nan")) == "not measured"
 
 
+def test_hybrid_summary() -> None:
+    late = _hybrid([0.0, 0.0, 0.0, 0.1, 0.9, 1.0])  # weight crossing 0.5 (see _hybrid), transition near 0.7
+    assert "later than the time t = 0.50" in lf.hybrid_summary([late])
+    never = _hybrid([0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    assert "beyond the last tau below 1" in lf.hybrid_summary([never])
+
+
 def test_hybrid_tau_rule_partly() -> None:
     taus = np.array([0.0, 0.3, 0.45, 0.6, 1.0])
     copies = np.array([0.0, 0.1, 0.6, 0.9, 1.0])

@@ -81,6 +81,7 @@ __all__ = [
     "efm_unbiased_rule",
     "efm_variance",
     "field_error",
+    "hybrid_summary",
     "hybrid_sweep",
     "hybrid_tau_rule",
     "load_split",
@@ -873,6 +874,26 @@ def describe_crossing(time: float, what: str = "tau") -> str:
     if time == -math.inf:
         return f"already at the first {what}"
     return f"{time:.2f}"
+
+
+def hybrid_summary(curves: Sequence[HybridCurve]) -> str:
+    """One sentence per data set comparing the hybrid's transition with u*'s weight crossing (for the prose)."""
+    sentences = []
+    for c in sorted(curves, key=lambda c: c.d):
+        where = f"On {c.name} (d = {c.d})"
+        if not (math.isfinite(c.transition) and math.isfinite(c.weight_crossing)):
+            sentences.append(
+                f"{where} the hybrid's transition is {describe_crossing(c.transition)} and the weight crossing "
+                f"{describe_crossing(c.weight_crossing, 't')}."
+            )
+            continue
+        gap = c.transition - c.weight_crossing
+        relation = "later than" if gap > 0.05 else ("earlier than" if gap < -0.05 else "close to")
+        sentences.append(
+            f"{where} half of the hybrid samples are copies from tau = {c.transition:.2f} on, {relation} the time "
+            f"t = {c.weight_crossing:.2f} at which the largest weight along u* passes one half."
+        )
+    return " ".join(sentences)
 
 
 def hybrid_tau_rule(curves: Sequence[HybridCurve], paper_tau: float = PAPER_TAU) -> Finding:
