@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -293,6 +295,47 @@ def test_load_split_shapes_and_disjointness() -> None:
     assert digits.pool.shape == (1700, 64)
     assert torch.cdist(digits.pool, digits.held_out).min() >= 0  # rows come from one permutation
     assert lf.load_split("two_moons", held_out=5, pool_size=20).d == 2
+
+
+def _fake_cifar(root) -> None:
+    """The official layout with 30 random images per file (what make_cifar10 reads)."""
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
+        with (root / name).open("wb") as file:
+            pickle.dump({b"data": rng.integers(0, 256, (30, 3072), dtype=np.uint8), b"labels": [0] * 30}, file)
+
+
+def test_cifar10_split_and_unet_recipe(tmp_path) -> None:
+    """The GPU path on a tiny fake CIFAR-10: the split reads train and test files, the U-Net trains and samples."""
+    root = tmp_path / "cifar-10-batches-py"
+    _fake_cifar(root)
+    split = lf.load_split("cifar10", held_out=10, pool_size=40, cifar10_dir=root)
+    assert split.pool.shape == (40, 3072) and split.held_out.shape == (10, 3072) and split.channels == 3
+    recipe = lf.TrainingRecipe(
+        net="unet",
+        net_options={"block_channels": [8], "norm_groups": 4},
+        steps=2,
+        batch_size=4,
+        store=str(tmp_path / "store"),
+        device="cpu",
+        progress=False,
+    )
+    model = recipe.train(split, 8)
+    assert model.config.net_options["channels"] == 3
+    assert lf.sample(model, lf.noises(2, 3072, 0), steps=2).shape == (2, 3072)
+    lf.check_plan(
+        **{
+            **PLAN,
+            "data": "cifar10",
+            "hybrid_data": ["cifar10"],
+            "cifar10_dir": str(root),
+            "pool_size": 100,
+            "sizes": [10],
+            "efm_n": 20,
+            "hybrid_n": 10,
+        }
+    )
 
 
 def test_recipe_errors(split, recipe) -> None:
