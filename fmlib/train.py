@@ -315,7 +315,7 @@ def _save_atomic(payload: dict[str, Any], path: Path) -> None:
 
 def _load_checked(path: Path, config: TrainConfig, identity: dict[str, Any]) -> dict[str, Any]:
     """Read a checkpoint and check it was made from ``config`` and this data."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = torch.load(path, map_location="cpu", weights_only=True)
     stored = payload.get("config")
     wanted = config.to_dict()
     if stored != wanted or payload.get("data") != identity or payload.get("format") != FORMAT:
