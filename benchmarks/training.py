@@ -17,21 +17,28 @@ shared machine slows both sides of a ratio alike; absolute steps/s are printed f
 Usage::
 
     python benchmarks/training.py [--device auto|cpu|cuda] [--steps 300] [--rounds 5] [--threads 1] [--d 64]
+        [--markdown OUT.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from fmlib._checks import resolve_device
 from fmlib.nets import make_net
 from fmlib.train import TrainConfig, train_or_load
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from closed_form import machine_line  # the benchmarks share one machine description
 
 NET = {"width": 256, "depth": 3, "activation": "silu", "time_features": 32}
 BATCH = 128
@@ -103,6 +110,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--d", type=int, default=64)
+    parser.add_argument("--markdown", default="", help="also write the tables to this markdown file")
     args = parser.parse_args()
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
@@ -114,13 +122,16 @@ def main() -> None:
         "bare, clip + EMA": lambda: bare(data, args.steps, device, clip_and_ema=True, seed=0),
         "bare, no clip, no EMA": lambda: bare(data, args.steps, device, clip_and_ema=False, seed=0),
     }
+    started = time.perf_counter()
     times = interleaved(runs, args.rounds)
-    print(
-        f"device {device}, threads {args.threads}, d {args.d}, MLP {NET}, batch {BATCH}, {args.steps} steps x "
-        f"{args.rounds} rounds"
-    )
-    for name, values in times.items():
-        print(f"  {name:28s} {1.0 / statistics.median(values):8.1f} steps/s")
+    lines = [
+        f"{machine_line(device)}; d {args.d}, MLP {NET}, batch {BATCH}, {args.steps} steps x {args.rounds} rounds",
+        "",
+        "| loop | steps/s (median) |",
+        "|---|---:|",
+    ]
+    lines += [f"| {name} | {1.0 / statistics.median(values):.1f} |" for name, values in times.items()]
+    lines += ["", "| ratio (median over rounds) | value | target |", "|---|---:|---|"]
     efm = ratio(times, f"efm M={POOL} (train_or_load)", "cfm (train_or_load)")
     loop = ratio(times, "cfm (train_or_load)", "bare, clip + EMA")
     plain = ratio(times, "cfm (train_or_load)", "bare, no clip, no EMA")
@@ -129,8 +140,17 @@ def main() -> None:
         ("train_or_load step / bare loop, clip + EMA", loop, 1.1),
         ("train_or_load step / bare loop without them", plain, None),
     ]:
-        verdict = "for scale" if target is None else f"target <= {target}x: {'met' if value <= target else 'MISSED'}"
-        print(f"{label:45s} {value:5.2f}x  ({verdict})")
+        verdict = "-" if target is None else f"<= {target}x: {'met' if value <= target else 'MISSED'}"
+        lines.append(f"| {label} | **{value:.2f}x** | {verdict} |")
+    lines += [
+        "",
+        f"Total run time {time.perf_counter() - started:.0f} s; 1-minute load average "
+        f"{os.getloadavg()[0]:.1f} (other jobs share this machine).",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text("# Training-loop benchmark\n\n" + text + "\n")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 The public face: :class:`ClosedFormField` (the field), :func:`integrate` and :func:`time_grid`
 (the solvers), :func:`make_dataset` and :func:`dataset_names` (the data sets). Numerics live in
 one module per concept (``path``, ``closed_form``, ``neighbours``, ``ode``, ``data``, ``stats``,
-``metrics``, ``theory``, ``plots``); ``experiments`` holds what each chapter computes with its
-verdict rules, and ``book`` runs, stores and renders the chapters (see CONTRIBUTING.md).
+``metrics``, ``theory``, ``nets``, ``losses``, ``train``, ``generalisation``, ``plots``);
+``experiments`` holds what each chapter computes with its verdict rules, and ``book`` runs, stores
+and renders the chapters (see CONTRIBUTING.md).
 """
 
 from fmlib.closed_form import ClosedFormField, posterior_mean, velocity

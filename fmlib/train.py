@@ -315,7 +315,7 @@ def _save_atomic(payload: dict[str, Any], path: Path) -> None:
 
 def _load_checked(path: Path, config: TrainConfig, identity: dict[str, Any]) -> dict[str, Any]:
     """Read a checkpoint and check it was made from ``config`` and this data."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = torch.load(path, map_location="cpu", weights_only=True)
     stored = payload.get("config")
     wanted = config.to_dict()
     if stored != wanted or payload.get("data") != identity or payload.get("format") != FORMAT:
@@ -330,11 +330,11 @@ def _load_checked(path: Path, config: TrainConfig, identity: dict[str, Any]) -> 
 
 
 def _build(config: TrainConfig, rows: Tensor, device: torch.device) -> tuple[nn.Module, TargetSampler]:
-    """The seeded network (on ``device``) and the loss, built before training (errors come early)."""
+    """The seeded network (on ``device``) and the loss on ``rows`` (already on ``device``), built before training."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         net = make_net(config.net, rows.shape[1], **dict(config.net_options))
-    loss = make_loss(config.loss, rows.to(device), **dict(config.loss_options))
+    loss = make_loss(config.loss, rows, **dict(config.loss_options))
     return net.to(device), loss
 
 
@@ -375,7 +375,8 @@ def train_or_load(
     identity = _data_identity(rows)
     key = _key(config, identity)
     directory = Path(store or default_store()) / key
-    net, loss = _build(config, rows, device)
+    on_device = rows.to(device)  # one copy on the device, shared by the loss and the loop
+    net, loss = _build(config, on_device, device)
     ema = EMA(net, config.ema_decay, config.ema_warmup)
     final, partial = directory / "model.pt", directory / "partial.pt"
     if final.exists():
@@ -414,7 +415,7 @@ def train_or_load(
         loss,
         optimizer,
         generator,
-        rows.to(device),
+        on_device,
         state,
         save,
         checkpoint_every,

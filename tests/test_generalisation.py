@@ -6,7 +6,14 @@ import pytest
 import torch
 
 import fmlib.generalisation
-from fmlib.generalisation import disjoint_halves, distance_to_training, mmd, summarise, two_halves_agreement
+from fmlib.generalisation import (
+    disjoint_halves,
+    distance_to_training,
+    frechet_distance,
+    mmd,
+    summarise,
+    two_halves_agreement,
+)
 
 
 def _randn(*shape: int, seed: int) -> torch.Tensor:
@@ -85,6 +92,16 @@ def test_summary_reports_the_held_out_false_positive_rate() -> None:
     assert result.copy_fraction == 1.0
     assert 0.0 < result.held_out_copy_fraction < 0.6  # in 2-D new points pass the 1/3 criterion too
     assert result.mmd.mmd2 > 0 and result.distances.ratio < 0.01
+
+
+def test_frechet_distance_of_gaussians() -> None:
+    """Large samples of N(m1, diag(v1)) and N(m2, diag(v2)): FD -> |m1 - m2|^2 + sum (sqrt v1 - sqrt v2)^2."""
+    a = _randn(200000, 2, seed=0) * torch.tensor([1.0, 2.0]) + torch.tensor([0.0, 1.0])
+    b = _randn(200000, 2, seed=1) * torch.tensor([3.0, 2.0])
+    assert frechet_distance(a, b) == pytest.approx(1.0 + (1.0 - 3.0) ** 2, rel=0.02)
+    assert abs(frechet_distance(a, a)) < 1e-9
+    with pytest.raises(ValueError, match="at least 2"):
+        frechet_distance(a[:1], b)
 
 
 def test_disjoint_halves() -> None:

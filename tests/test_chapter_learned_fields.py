@@ -1,0 +1,47 @@
+"""Chapter "Trained networks: when does a learned field stop memorising?" runs with tiny parameters."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from fmlib.book.chapters import find_chapter, quick_parameters
+from fmlib.book.report import VERDICTS
+from fmlib.book.run import run_chapter
+from tests.conftest import results_at
+
+CHAPTER = "learned_fields"
+
+
+@pytest.mark.slow
+def test_chapter_runs_with_tiny_parameters(quick_run):
+    run = quick_run(CHAPTER)
+    results = run.results
+    claims = results["claims"]
+    assert set(claims) == {"efm-unbiased", "efm-fid", "capacity", "hybrid-tau"}
+    assert all(claim["verdict"] in VERDICTS for claim in claims.values())
+    assert results["enum_bias"] < 1e-9 < 0.1 < results["enum_bias_uniform"]
+    assert results["enum_variance"] < results["enum_cfm_variance"]
+    assert "MMD stands in for FID" in claims["efm-fid"]["number"]
+    assert claims["efm-fid"]["verdict"] != "reproduced", "without FID features the claim can only partly reproduce"
+    assert results["hybrid_tau"] != "not measured" and "largest weight along u*" in results["hybrid_summary"]
+
+    efm = pd.read_csv(run.path / "tables" / "table_efm_cfm.csv")
+    assert list(efm["loss"]) == ["CFM", "EFM, M = 4"]
+    assert ((efm["copy fraction"] >= 0) & (efm["copy fraction"] <= 1)).all()
+    capacity = pd.read_csv(run.path / "tables" / "table_capacity.csv")
+    assert list(capacity["n"]) == [10, 30] and (capacity["steps"] == 60).all()
+    for figure in ("fig_efm_variance", "fig_capacity", "fig_hybrid"):
+        assert (run.path / "figures" / f"{figure}.png").exists()
+
+
+@pytest.mark.slow
+def test_second_run_loads_the_stored_networks(quick_run, quick_store):
+    """The five networks of the quick run are stored once; a rerun with other sampling loads them, retrains none."""
+    quick_run(CHAPTER)
+    stored = {path: path.stat().st_mtime_ns for path in (quick_store / "checkpoints").glob("*/model.pt")}
+    assert len(stored) == 5  # 2 halves x M in {1, 4} at n = 30, and n = 10; n = 30 CFM is shared by all sections
+    params = {**quick_parameters(find_chapter(CHAPTER)), "n_noises": 16}
+    with results_at(quick_store):
+        run_chapter(CHAPTER, params, progress=False)
+    assert {path: path.stat().st_mtime_ns for path in (quick_store / "checkpoints").glob("*/model.pt")} == stored

@@ -1,0 +1,345 @@
+"""fmlib.experiments.learned_fields: the verdict rules on contrary data, the computations, mutations, bad input."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import fmlib.experiments.learned_fields as lf
+from fmlib.experiments.verdicts import ClaimBroken, Verdict
+from fmlib.losses import efm_target
+
+PLAN = {
+    "data": "digits",
+    "hybrid_data": ["digits"],
+    "held_out": 297,
+    "pool_size": 1500,
+    "efm_n": 30,
+    "pool_sizes": [1, 4],
+    "sizes": [10, 30],
+    "hybrid_n": 30,
+    "taus": [0.0, 0.5, 1.0],
+    "sample_steps": 10,
+    "n_noises": 16,
+    "net": "mlp",
+    "cifar10_dir": "",
+}
+
+
+@pytest.fixture(scope="module")
+def split() -> lf.DataSplit:
+    return lf.load_split("digits", held_out=100, seed=0)
+
+
+@pytest.fixture
+def recipe(tmp_path) -> lf.TrainingRecipe:
+    return lf.TrainingRecipe(
+        net_options={"width": 16, "depth": 1}, steps=20, store=str(tmp_path), device="cpu", progress=False
+    )
+
+
+# ------------------------------------------------------------------------------------ rules
+
+
+def _enumeration(bias=1e-16, variance=(1.0, 2.0), cfm=(3.0, 4.0)) -> lf.EnumerationCheck:
+    return lf.EnumerationCheck(6, 3, 3, 0.4, bias, 0.5, np.array(variance), np.array(cfm))
+
+
+def _curve(ratio) -> lf.VarianceCurve:
+    ratio = np.array(ratio, dtype=float)
+    return lf.VarianceCurve(np.array([0.1, 0.5]), [1, 8], ratio, np.full_like(ratio, 0.01))
+
+
+def test_efm_unbiased_rule_gives_each_verdict() -> None:
+    good = _curve([[1.0, 1.0], [0.3, 0.5]])
+    bad = _curve([[1.0, 1.0], [0.3, 1.5]])
+    assert lf.efm_unbiased_rule(_enumeration(), good).verdict is Verdict.REPRODUCED
+    assert lf.efm_unbiased_rule(_enumeration(), bad).verdict is Verdict.PARTLY
+    assert lf.efm_unbiased_rule(_enumeration(variance=(5.0, 2.0)), good).verdict is Verdict.PARTLY
+    assert lf.efm_unbiased_rule(_enumeration(variance=(5.0, 2.0)), bad).verdict is Verdict.NOT_REPRODUCED
+    with pytest.raises(ClaimBroken, match=r"\[efm-unbiased\]"):
+        lf.efm_unbiased_rule(_enumeration(bias=0.3), good)
+
+
+def _outcome(value: float, se: float = 0.01, metric: str = "MMD") -> lf.Outcome:
+    return lf.Outcome(0.0, 0.1, 1.0, 0.05, metric, value, se)
+
+
+def _comparison(values, metric="MMD") -> lf.LossComparison:
+    outcomes = [_outcome(v, metric=metric) for v in values]
+    return lf.LossComparison(
+        100, [1, 128, 256][: len(values)], outcomes, [0.1] * len(values), [1.0] * len(values), [0.0] * len(values)
+    )
+
+
+def test_efm_fid_rule_gives_each_verdict() -> None:
+    assert lf.efm_fid_rule(_comparison([1.0, 0.95, 1.02], metric="FID")).verdict is Verdict.REPRODUCED
+    assert lf.efm_fid_rule(_comparison([1.0, 0.95, 1.02])).verdict is Verdict.PARTLY  # MMD stands in
+    assert lf.efm_fid_rule(_comparison([1.0, 0.95, 1.5], metric="FID")).verdict is Verdict.PARTLY  # one M only
+    assert lf.efm_fid_rule(_comparison([1.0, 1.3, 1.5], metric="FID")).verdict is Verdict.NOT_REPRODUCED
+    with pytest.raises(ValueError, match="M = 1"):
+        lf.efm_fid_rule(lf.LossComparison(1, [128], [_outcome(1.0)], [0.1], [1.0], [0.0]))
+
+
+def _capacity(copies, error) -> lf.Capacity:
+    ts = np.array([0.02, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9])
+    outcomes = [lf.Outcome(c, 0.0, 1.0, 0.05, "MMD", 0.1, 0.01) for c in copies]
+    errors = np.array([error] * len(copies), dtype=float)
+    return lf.Capacity([10, 100, 1000][: len(copies)], outcomes, ts, errors, errors, {"width": 8}, 10)
+
+
+PEAKED = [1.0, 2.0, 3.0, 2.0, 1.0, 1.0, 4.0]  # local maximum at t = 0.2, rise at t = 0.9
+FLAT = [3.0, 2.5, 2.0, 1.5, 1.0, 1.0, 1.0]
+
+
+def test_capacity_rule_gives_each_verdict() -> None:
+    assert lf.capacity_rule(_capacity([0.9, 0.4, 0.0], PEAKED)).verdict is Verdict.REPRODUCED
+    assert lf.capacity_rule(_capacity([0.9, 0.4, 0.0], FLAT)).verdict is Verdict.PARTLY
+    assert lf.capacity_rule(_capacity([0.2, 0.1, 0.0], PEAKED)).verdict is Verdict.PARTLY
+    assert lf.capacity_rule(_capacity([0.2, 0.1, 0.0], FLAT)).verdict is Verdict.NOT_REPRODUCED
+    assert "first n below 1/2: 100" in lf.capacity_rule(_capacity([0.9, 0.4, 0.0], FLAT)).number
+
+
+def _hybrid(copies, d=64, name="x") -> lf.HybridCurve:
+    taus = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    copies = np.array(copies, dtype=float)
+    inner = taus < 1
+    transition = lf.crossing_time(taus[inner], copies[inner], 0.5)
+    ts = np.linspace(0, 0.9, 10)
+    return lf.HybridCurve(name, d, 100, taus, copies, 1 - copies, transition, ts, ts, 0.5)
+
+
+def test_hybrid_tau_rule_gives_each_verdict() -> None:
+    early = _hybrid([0.0, 0.3, 0.9, 1.0, 1.0, 1.0])  # crosses 1/2 between tau = 0.2 and 0.4
+    assert early.transition <= 0.3
+    assert lf.hybrid_tau_rule([early]).verdict is Verdict.REPRODUCED
+    late = _hybrid([0.0, 0.0, 0.0, 0.1, 0.9, 1.0])
+    assert lf.hybrid_tau_rule([late]).verdict is Verdict.NOT_REPRODUCED
+    copies_alone = _hybrid([0.9, 1.0, 1.0, 1.0, 1.0, 1.0])  # the network copies by itself: the test is void
+    assert lf.hybrid_tau_rule([copies_alone]).verdict is Verdict.NOT_REPRODUCED
+    # the rule reads the highest dimension
+    assert lf.hybrid_tau_rule([late, _hybrid([0.0, 0.3, 0.9, 1.0, 1.0, 1.0], d=3072)]).verdict is Verdict.REPRODUCED
+    assert "not reproduced at this scale" in lf.hybrid_tau_rule([late]).number
+
+
+def test_describe_crossing() -> None:
+    assert lf.describe_crossing(0.914) == "0.91"
+    assert lf.describe_crossing(float("inf")) == "beyond the last tau below 1"
+    assert lf.describe_crossing(float("-inf"), "t") == "already at the first t"
+    assert lf.describe_crossing(float("nan")) == "not measured"
+
+
+def test_hybrid_summary() -> None:
+    late = _hybrid([0.0, 0.0, 0.0, 0.1, 0.9, 1.0])  # weight crossing 0.5 (see _hybrid), transition near 0.7
+    assert "later than the time t = 0.50" in lf.hybrid_summary([late])
+    never = _hybrid([0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    assert "beyond the last tau below 1" in lf.hybrid_summary([never])
+
+
+def test_hybrid_tau_rule_partly() -> None:
+    taus = np.array([0.0, 0.3, 0.45, 0.6, 1.0])
+    copies = np.array([0.0, 0.1, 0.6, 0.9, 1.0])
+    curve = lf.HybridCurve("x", 64, 10, taus, copies, 1 - copies, 0.4, taus[:-1], taus[:-1], 0.4)
+    assert lf.hybrid_tau_rule([curve]).verdict is Verdict.PARTLY
+
+
+# ------------------------------------------------------------------------------ computations
+
+
+def test_efm_enumeration_and_mutation(monkeypatch) -> None:
+    check = lf.efm_enumeration(points=3)
+    assert check.max_bias < 1e-12 and check.min_bias_without_x1 > 0.05
+    assert np.all(check.variance < check.cfm_variance)
+    real = lf.efm_exact_moments
+    monkeypatch.setattr(lf, "efm_exact_moments", lambda *a, **k: real(*a, **{**k, "anchor": "uniform"}))
+    with pytest.raises(ClaimBroken):  # mutation: the pool without x1 breaks the identity and stops the run
+        lf.efm_unbiased_rule(lf.efm_enumeration(points=3), _curve([[1.0, 1.0], [0.3, 0.5]]))
+
+
+def test_efm_variance_falls_with_m_and_mutation_raises_it(split, monkeypatch) -> None:
+    data = lf.training_rows(split, 50)
+    curve = lf.efm_variance(data, pool_sizes=[1, 4, 32], ts=[0.2, 0.5], draws=256, seed=0)
+    np.testing.assert_allclose(curve.ratio[0], 1.0)
+    assert np.all(curve.ratio[2] < curve.ratio[1]) and np.all(curve.ratio[1] < 1.0)
+
+    def without_x1(x0, x1, t, others):  # mutation: b_1 uniform (the first of the others), not x1
+        if others.shape[0] == 0:
+            return x1 - x0
+        anchor = others[:1].expand_as(x1)
+        x_t = (1 - t[:, None]) * x0 + t[:, None] * x1
+        return efm_target((x_t - t[:, None] * anchor) / (1 - t[:, None]), anchor, t, others[1:])
+
+    monkeypatch.setattr(lf, "efm_target", without_x1)
+    mutated = lf.efm_variance(data, pool_sizes=[1, 4], ts=[0.2, 0.5], draws=256, seed=0)
+    assert np.any(mutated.ratio[1] > 1.0)
+    check = _enumeration()
+    assert lf.efm_unbiased_rule(check, curve).verdict is Verdict.REPRODUCED
+    assert lf.efm_unbiased_rule(check, mutated).verdict is Verdict.PARTLY
+
+
+def test_capacity_sweep_and_copying_mutation(split, recipe, monkeypatch) -> None:
+    x0 = lf.noises(16, split.d, 1)
+    capacity = lf.capacity_sweep(recipe, split, sizes=[20, 10], x0=x0, ts=[0.2, 0.5], sample_steps=5, error_draws=32)
+    assert capacity.sizes == [10, 20] and capacity.error.shape == (2, 2) and np.all(capacity.error > 0)
+    assert len(capacity.table()) == 2
+    # mutation: a sampler that returns training points makes every n copy: the transition disappears
+    monkeypatch.setattr(
+        lf,
+        "sample",
+        lambda model, x0, steps: lf.training_rows(split, 10).repeat(2, 1)[: x0.shape[0]] + 1e-4,
+    )
+    copied = lf.capacity_sweep(recipe, split, sizes=[10, 20], x0=x0, ts=[0.2, 0.5], sample_steps=5, error_draws=32)
+    assert [o.copy_fraction for o in copied.outcomes] == [1.0, 1.0]
+
+
+def test_hybrid_sweep_ends_on_copies_and_mutation(split, recipe, monkeypatch) -> None:
+    model = recipe.train(split, 20)
+    train = lf.training_rows(split, 20)
+    x0 = lf.noises(16, split.d, 1)
+    curve = lf.hybrid_sweep(model, train, split.held_out, x0, taus=[0.0, 0.5, 1.0], steps=10, name="digits")
+    assert curve.copy_fraction[-1] == 1.0  # u* alone lands on training points
+    assert curve.max_weight[0] == pytest.approx(1 / 20, rel=1e-6)  # at t = 0 every weight is 1/n
+    assert 0.0 < curve.weight_crossing < 1.0
+
+    # mutation: a solver that ignores the field stays at the noise: u* alone no longer copies
+    class Still:
+        def velocity(self, x, t):
+            return torch.zeros_like(x)
+
+        def posterior_mean(self, x, t):
+            return x
+
+    real = lf.integrate
+    monkeypatch.setattr(lf, "integrate", lambda field, x, ts, **k: real(Still(), x, ts, **k))
+    mutated = lf.hybrid_sweep(model, train, split.held_out, x0, taus=[0.0, 0.5, 1.0], steps=10)
+    assert mutated.copy_fraction[-1] < 0.5
+
+
+def test_compare_losses_and_outcome_with_features(split, recipe) -> None:
+    x0 = lf.noises(16, split.d, 1)
+    comparison = lf.compare_losses(recipe, split, n=15, pool_sizes=[1, 4], x0=x0, sample_steps=5)
+    table = comparison.table()
+    assert list(table["loss"]) == ["CFM", "EFM, M = 4"] and "MMD" in table.columns
+    assert all(h >= 0 for h in comparison.two_halves)
+
+    class Features(torch.nn.Module):  # a stand-in for an Inception pool layer: mean colour per channel
+        def forward(self, images):
+            return images.mean(dim=(2, 3))
+
+    rgb = torch.rand(40, 3 * 4 * 4) * 2 - 1
+    outcome = lf.measure_outcome(rgb[:16], rgb[16:32], rgb[32:], features=Features())
+    assert outcome.metric == "FID" and outcome.value >= -1e-9
+    with pytest.raises(ValueError, match="RGB"):
+        lf.measure_outcome(split.held_out[:16], split.pool[:10], split.held_out[16:], features=Features())
+
+
+def test_recipe_stores_and_reloads(split, recipe) -> None:
+    first = recipe.train(split, 12)
+    again = recipe.train(split, 12)
+    assert again.loaded and again.key == first.key
+    other_half = recipe.train(split, 12, half=1)
+    assert other_half.key != first.key
+    assert recipe.config(split, 12, loss="efm", pool_size=8).loss_options == {"pool_size": 8}
+    assert lf.TrainingRecipe(net="unet", net_options={}).config(split, 12).net_options == {"channels": 1}
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"data": "digitz"}, "data spec"),
+        ({"hybrid_data": ["cifar10"]}, "cifar10_dir"),
+        ({"efm_n": 800}, "efm_n=800"),
+        ({"sizes": [10, 2000]}, "sizes reach"),
+        ({"hybrid_data": ["image_patches:4"], "hybrid_n": 2000}, "hybrid_n=2000"),
+        ({"pool_sizes": [4, 8]}, "include 1"),
+        ({"taus": [0.0, 0.55, 1.0]}, "multiples"),
+        ({"taus": [0.1, 1.0]}, "start at 0"),
+        ({"n_noises": 4}, "n_noises"),
+        ({"net": "unet", "data": "two_moons"}, "needs images"),
+        ({"held_out": 1797}, "no digits"),
+    ],
+)
+def test_check_plan_errors(change, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        lf.check_plan(**{**PLAN, **change})
+
+
+def test_check_plan_accepts_the_defaults() -> None:
+    lf.check_plan(**PLAN)
+
+
+@pytest.mark.parametrize(
+    ("spec", "kwargs", "match"),
+    [
+        ("mnist", {}, "data spec"),
+        ("image_patches:x", {}, "resolution"),
+        ("cifar10", {"cifar10_dir": "/nonexistent"}, "not a directory"),
+        ("digits", {"held_out": 1797}, "no digits"),
+    ],
+)
+def test_load_split_errors(spec, kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        lf.load_split(spec, **kwargs)
+
+
+def test_load_split_shapes_and_disjointness() -> None:
+    split = lf.load_split("image_patches:2", held_out=10, pool_size=40, seed=1)
+    assert split.pool.shape == (40, 12) and split.held_out.shape == (10, 12) and split.channels == 3
+    digits = lf.load_split("digits", held_out=97, seed=0)
+    assert digits.pool.shape == (1700, 64)
+    assert torch.cdist(digits.pool, digits.held_out).min() >= 0  # rows come from one permutation
+    assert lf.load_split("two_moons", held_out=5, pool_size=20).d == 2
+
+
+def _fake_cifar(root) -> None:
+    """The official layout with 30 random images per file (what make_cifar10 reads)."""
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
+        with (root / name).open("wb") as file:
+            pickle.dump({b"data": rng.integers(0, 256, (30, 3072), dtype=np.uint8), b"labels": [0] * 30}, file)
+
+
+def test_cifar10_split_and_unet_recipe(tmp_path) -> None:
+    """The GPU path on a tiny fake CIFAR-10: the split reads train and test files, the U-Net trains and samples."""
+    root = tmp_path / "cifar-10-batches-py"
+    _fake_cifar(root)
+    split = lf.load_split("cifar10", held_out=10, pool_size=40, cifar10_dir=root)
+    assert split.pool.shape == (40, 3072) and split.held_out.shape == (10, 3072) and split.channels == 3
+    recipe = lf.TrainingRecipe(
+        net="unet",
+        net_options={"block_channels": [8], "norm_groups": 4},
+        steps=2,
+        batch_size=4,
+        store=str(tmp_path / "store"),
+        device="cpu",
+        progress=False,
+    )
+    model = recipe.train(split, 8)
+    assert model.config.net_options["channels"] == 3
+    assert lf.sample(model, lf.noises(2, 3072, 0), steps=2).shape == (2, 3072)
+    lf.check_plan(
+        **{
+            **PLAN,
+            "data": "cifar10",
+            "hybrid_data": ["cifar10"],
+            "cifar10_dir": str(root),
+            "pool_size": 100,
+            "sizes": [10],
+            "efm_n": 20,
+            "hybrid_n": 10,
+        }
+    )
+
+
+def test_recipe_errors(split, recipe) -> None:
+    with pytest.raises(ValueError, match="lower n"):
+        recipe.train(split, 900, half=1)
+    with pytest.raises(ValueError, match="half"):
+        recipe.train(split, 10, half=2)
