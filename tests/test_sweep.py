@@ -121,13 +121,23 @@ def test_sweep_runs_each_point_once_and_collect_gathers_them(results_store):
 
 
 @pytest.mark.slow
-def test_parallel_local_processes_and_failures_do_not_stop_the_others(results_store):
-    grid = tiny_grid(family="gaussian,digits", d="8")  # digits has d = 64: that point fails
-    with pytest.raises(ChapterError, match=r"(?s)1 of 2 point\(s\) failed.*family='digits'.*d=8 is not available"):
+def test_a_point_that_breaks_a_rule_stops_the_sweep_before_anything_runs(results_store):
+    grid = tiny_grid(family="gaussian,digits", d="8")  # digits has d = 64: the rule rejects that point
+    with pytest.raises(ParameterError, match=r"family digits -p d 8 .* d=8 is not available for 'digits'"):
+        run_sweep(POINT, grid, jobs=2)
+    assert collect(POINT).empty, "nothing may run when one point of the grid is invalid"
+
+
+@pytest.mark.slow
+def test_parallel_local_processes_and_failures_do_not_stop_the_others(results_store, tmp_path):
+    empty = tmp_path / "no-cifar-files"  # exists, so it passes the checks; the loader fails inside the run
+    empty.mkdir()
+    grid = tiny_grid(family="gaussian,cifar10", d="3072", cifar10_dir=str(empty))
+    with pytest.raises(ChapterError, match=r"(?s)1 of 2 point\(s\) failed.*family='cifar10'"):
         run_sweep(POINT, grid, jobs=2)
     frame = collect(POINT)
     assert list(frame["family"]) == ["gaussian"]
-    done = run_sweep(POINT, tiny_grid(family="gaussian", d="8,12"), jobs=2)
+    done = run_sweep(POINT, tiny_grid(family="gaussian", d="3072,12"), jobs=2)
     assert (done.executed, done.skipped) == (1, 1)
     assert not (results_store / ".staging").exists() or not any((results_store / ".staging").iterdir())
 

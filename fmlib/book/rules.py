@@ -135,7 +135,7 @@ class Ordered:
 RULES: dict[str, tuple[Rule, ...]] = {
     "01_closed_form": (DatasetDimension("dataset", 2),),
     "02_concentration": (Ordered("t_min", "t_max"), Ordered("delta_min", "delta_max", strict=False)),
-    "05_subspace": (Ordered("k", "d", strict=False),),
+    "05_subspace": (Ordered("k", "d", strict=False), Ordered("k", "mlp_dims", strict=False)),
     "cosine_point": (DatasetDimension("family", "d"), DatasetSize("family", "n"), Ordered("s_min", "s_max")),
 }
 """The rules of each notebook (by its file name without ``.md``); chapters without rules are absent."""
