@@ -179,11 +179,18 @@ def test_mutation_unnormalised_weights_changes_the_verdict(monkeypatch):
 
 
 def _flipped_bound(sign_drift: float, sign_log: float):
+    """The bounds of fmlib.theory with the signs of their two terms as given; (-1, +1) is the true bound.
+
+    At t = 0 (u = 0) every per-pair probability is 1, as in fmlib.theory, whatever the signs: the
+    mutants differ from the true bound by the sign only, not by their value at t = 0.
+    """
+
     def bound(t, separation, n_points, *, eps=1.0):
         u = time_to_snr(np.asarray(t, dtype=np.float64)) * separation
         with np.errstate(divide="ignore", invalid="ignore"):
-            arg = np.where(u > 0, sign_log * np.log(1 / eps) / np.where(u > 0, u, 1.0) + sign_drift * u / 2, 0.0)
-        return np.minimum(1.0, (np.asarray(n_points) - 1.0) * ndtr(arg))
+            arg = sign_log * np.log(1 / eps) / np.where(u > 0, u, 1.0) + sign_drift * u / 2
+        pair = np.where(u > 0, ndtr(arg), 1.0)
+        return np.minimum(1.0, (np.asarray(n_points) - 1.0) * pair)
 
     def eta_bound(t, separation, n_points, *, eta):
         eps = eta / ((np.asarray(n_points) - 1.0) * (1 - eta))
@@ -202,10 +209,21 @@ def test_mutation_sign_error_in_the_bound_changes_the_verdict(monkeypatch, sign_
     assert verdict_of(tiny_spec()) is Verdict.NOT_REPRODUCED
 
 
-def test_unmutated_flipped_bound_helper_is_the_true_bound():
-    """The mutation helper with the right signs gives fmlib.theory's bounds: the mutants differ by a sign only."""
+@pytest.mark.parametrize("n_points", [2, 5])
+def test_unmutated_flipped_bound_helper_is_the_true_bound(n_points):
+    """The mutation helper with the right signs gives fmlib.theory's bounds, t = 0 included: the mutants
+    differ by a sign only (an earlier helper gave 0.5 instead of 1 at t = 0 for N = 2, which alone
+    changed the verdict)."""
     bound, eta_bound = _flipped_bound(-1.0, +1.0)
-    t = np.array([0.1, 0.5, 0.9])
-    np.testing.assert_allclose(bound(t, 0.7, 5), conc.concentration_bound(t, 0.7, 5), rtol=1e-12)
-    np.testing.assert_allclose(eta_bound(t, 0.7, 5, eta=0.1), conc.not_concentrated_bound(t, 0.7, 5, eta=0.1),
-                               rtol=1e-12)
+    t = np.array([0.0, 0.1, 0.5, 0.9])
+    np.testing.assert_allclose(bound(t, 0.7, n_points), conc.concentration_bound(t, 0.7, n_points), rtol=1e-12)
+    np.testing.assert_allclose(eta_bound(t, 0.7, n_points, eta=0.1),
+                               conc.not_concentrated_bound(t, 0.7, n_points, eta=0.1), rtol=1e-12)
+
+
+def test_unmutated_flipped_bound_helper_keeps_the_verdict(monkeypatch):
+    """Control for the sign mutations: the same patching with the right signs leaves the verdict PARTLY."""
+    bound, eta_bound = _flipped_bound(-1.0, +1.0)
+    monkeypatch.setattr(conc, "concentration_bound", bound)
+    monkeypatch.setattr(conc, "not_concentrated_bound", eta_bound)
+    assert verdict_of(tiny_spec()) is Verdict.PARTLY
