@@ -172,6 +172,24 @@ def test_mutation_monte_carlo_ignoring_the_field_stops_the_run(monkeypatch):
         verdict_of(tiny_spec())
 
 
+class _OneNoise:
+    """torch as fmlib.experiments.concentration sees it, except that randn repeats one draw of z in every row."""
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def randn(rows, *shape, **kwargs):
+        return torch.randn(1, *shape, **kwargs).expand(rows, *shape)
+
+
+def test_mutation_monte_carlo_reusing_one_draw_stops_the_run(monkeypatch):
+    """Every draw on a path with the same z: the pathwise identity still holds, but not the law of w."""
+    monkeypatch.setattr(conc, "torch", _OneNoise())
+    with pytest.raises(ClaimBroken, match=r"\[concentration\] the Monte Carlo disagrees with the exact law"):
+        verdict_of(tiny_spec())
+
+
 def test_mutation_unnormalised_weights_changes_the_verdict(monkeypatch):
     """Logits without the log-sum-exp: ratios (and the law) unchanged, but lambda_k < 1 - eta always."""
     monkeypatch.setattr(ClosedFormField, "log_weights", lambda self, x, t: _logits(self, x, t, 2.0))
