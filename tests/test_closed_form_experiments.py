@@ -289,6 +289,14 @@ def test_memorisation_rule_on_contrary_numbers():
         cf.memorisation_finding(make_memorisation(residual=11.0))
 
 
+def test_residual_spread_is_the_largest_disagreement_between_solvers():
+    m = make_memorisation(residual=3.0)
+    assert m.residual_spread == 0.0  # the same residuals for both solvers
+    residual = {"euler": torch.tensor([1.0, 5.0]), "heun": torch.tensor([2.5, 4.0])}
+    m = cf.Memorisation(**{**m.__dict__, "residual": residual})
+    assert m.residual_spread == pytest.approx(1.5)
+
+
 def test_memorisation_experiment_rejects_a_grid_that_stops_short(data, x0):
     with pytest.raises(ValueError, match="end at t = 1"):
         cf.memorisation_experiment(ClosedFormField(data), data, x0, [0.0, 0.5, 0.9])
