@@ -167,10 +167,29 @@ def test_cfm_estimates_are_the_means_over_the_joint_draws(data):
     assert check.cfm[0] == pytest.approx(float((residual**2).sum(1).mean()), rel=1e-12)
     assert check.cross[1] == pytest.approx(float((residual * x_t).sum(1).mean()), rel=1e-12)  # h = x
     assert check.fm[1] == pytest.approx(float((field.velocity(x_t, t) ** 2).sum(1).mean()), rel=1e-12)  # v = 0
-    # a chunk that does not divide M changes the order of the draws, not the estimate
-    other = cf.cfm_experiment(field.velocity, data, 3000, [0.0, 1.0], generator=torch.Generator().manual_seed(4),
+
+
+def joint_draws(data, sizes, seed):
+    """The draws of cfm_experiment, chunk by chunk (x0, x1, then t), concatenated."""
+    g, parts = torch.Generator().manual_seed(seed), []
+    for size in sizes:
+        x0, x1 = draw_pairs(data, size, generator=g)
+        parts.append((x0, x1, torch.rand(size, generator=g, dtype=DTYPE)))
+    return (torch.cat(p) for p in zip(*parts, strict=True))
+
+
+def test_cfm_estimates_stream_every_chunk_of_fresh_draws(data):
+    """Several chunks (one that does not divide M): the estimates and their standard errors are the plain means
+    and standard errors over all M draws. A Monte Carlo that reused the first chunk's draws in every chunk would
+    keep the estimate close but not equal (and understate its standard error): this test sees it."""
+    field = ClosedFormField(data)
+    check = cf.cfm_experiment(field.velocity, data, 3000, [0.0, 1.0], generator=torch.Generator().manual_seed(4),
                               chunk=700)
-    assert abs(other.cfm[0] - check.cfm[0]) < 5 * np.hypot(other.loss_se[0, 0], check.loss_se[0, 0])
+    x0, x1, t = joint_draws(data, [700, 700, 700, 700, 200], seed=4)
+    x_t = (1 - t[:, None]) * x0 + t[:, None] * x1
+    per_pair = ((field.velocity(x_t, t) - (x1 - x0)) ** 2).sum(1)
+    assert check.cfm[0] == pytest.approx(float(per_pair.mean()), rel=1e-12)
+    assert check.loss_se[0, 0] == pytest.approx(float(per_pair.std() / 3000**0.5), rel=1e-9)  # h = e_1, eps = 0
 
 
 def test_cfm_experiment_rejects_steps_without_zero(data):
