@@ -60,6 +60,21 @@ class UnnormalisedField:
         return (self.posterior_mean(x, t) - x) / gap
 
 
+class NearestField:
+    """A flow to the nearest conditional path: D(x, t) = the y_i minimising ||x - t y_i||, v = (D - x) / (1 - t)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def posterior_mean(self, x, t):
+        tc = t.reshape(-1, 1, 1) if isinstance(t, torch.Tensor) else t
+        return self.data[((x.unsqueeze(1) - tc * self.data.unsqueeze(0)) ** 2).sum(-1).argmin(dim=1)]
+
+    def velocity(self, x, t):
+        gap = 1 - (t.reshape(-1, 1) if isinstance(t, torch.Tensor) else t)
+        return (self.posterior_mean(x, t) - x) / gap
+
+
 def mistempered(data):
     """Logits divided by (1 - t) instead of (1 - t)^2."""
     return cf.TemperedField(data, power=1.0)
@@ -270,6 +285,15 @@ def test_a_field_twice_too_large_reaches_the_paths_but_with_the_wrong_law(data, 
     assert m.worst_residual <= m.residual_limit  # the residual cannot see it ...
     assert m.law_pvalue_corrected < 1e-6  # ... the endpoint law does
     assert cf.memorisation_finding(m).verdict is not Verdict.REPRODUCED
+
+
+def test_a_flow_to_the_nearest_path_lands_but_with_the_wrong_law(data, x0):
+    """The chapter's example of a wrong flow that the endpoint law catches: each sample follows the conditional
+    path nearest to it, reaches it (small residual) and lands, but the basins of the data points have unequal mass."""
+    m = cf.memorisation_experiment(NearestField(data), data, x0, GRID)
+    assert m.worst_residual <= m.residual_level and m.agreement >= 0.95  # residual and agreement cannot see it ...
+    assert m.law_pvalue_corrected < 1e-6  # ... the endpoint law does
+    assert cf.memorisation_finding(m).verdict is Verdict.PARTLY
 
 
 def test_one_wrong_solver_breaks_the_agreement(data, x0, monkeypatch):
