@@ -60,6 +60,21 @@ class UnnormalisedField:
         return (self.posterior_mean(x, t) - x) / gap
 
 
+class NearestField:
+    """A flow to the nearest conditional path: D(x, t) = the y_i minimising ||x - t y_i||, v = (D - x) / (1 - t)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def posterior_mean(self, x, t):
+        tc = t.reshape(-1, 1, 1) if isinstance(t, torch.Tensor) else t
+        return self.data[((x.unsqueeze(1) - tc * self.data.unsqueeze(0)) ** 2).sum(-1).argmin(dim=1)]
+
+    def velocity(self, x, t):
+        gap = 1 - (t.reshape(-1, 1) if isinstance(t, torch.Tensor) else t)
+        return (self.posterior_mean(x, t) - x) / gap
+
+
 def mistempered(data):
     """Logits divided by (1 - t) instead of (1 - t)^2."""
     return cf.TemperedField(data, power=1.0)
@@ -167,10 +182,29 @@ def test_cfm_estimates_are_the_means_over_the_joint_draws(data):
     assert check.cfm[0] == pytest.approx(float((residual**2).sum(1).mean()), rel=1e-12)
     assert check.cross[1] == pytest.approx(float((residual * x_t).sum(1).mean()), rel=1e-12)  # h = x
     assert check.fm[1] == pytest.approx(float((field.velocity(x_t, t) ** 2).sum(1).mean()), rel=1e-12)  # v = 0
-    # a chunk that does not divide M changes the order of the draws, not the estimate
-    other = cf.cfm_experiment(field.velocity, data, 3000, [0.0, 1.0], generator=torch.Generator().manual_seed(4),
+
+
+def joint_draws(data, sizes, seed):
+    """The draws of cfm_experiment, chunk by chunk (x0, x1, then t), concatenated."""
+    g, parts = torch.Generator().manual_seed(seed), []
+    for size in sizes:
+        x0, x1 = draw_pairs(data, size, generator=g)
+        parts.append((x0, x1, torch.rand(size, generator=g, dtype=DTYPE)))
+    return (torch.cat(p) for p in zip(*parts, strict=True))
+
+
+def test_cfm_estimates_stream_every_chunk_of_fresh_draws(data):
+    """Several chunks (one that does not divide M): the estimates and their standard errors are the plain means
+    and standard errors over all M draws. A Monte Carlo that reused the first chunk's draws in every chunk would
+    keep the estimate close but not equal (and understate its standard error): this test sees it."""
+    field = ClosedFormField(data)
+    check = cf.cfm_experiment(field.velocity, data, 3000, [0.0, 1.0], generator=torch.Generator().manual_seed(4),
                               chunk=700)
-    assert abs(other.cfm[0] - check.cfm[0]) < 5 * np.hypot(other.loss_se[0, 0], check.loss_se[0, 0])
+    x0, x1, t = joint_draws(data, [700, 700, 700, 700, 200], seed=4)
+    x_t = (1 - t[:, None]) * x0 + t[:, None] * x1
+    per_pair = ((field.velocity(x_t, t) - (x1 - x0)) ** 2).sum(1)
+    assert check.cfm[0] == pytest.approx(float(per_pair.mean()), rel=1e-12)
+    assert check.loss_se[0, 0] == pytest.approx(float(per_pair.std() / 3000**0.5), rel=1e-9)  # h = e_1, eps = 0
 
 
 def test_cfm_experiment_rejects_steps_without_zero(data):
@@ -253,6 +287,15 @@ def test_a_field_twice_too_large_reaches_the_paths_but_with_the_wrong_law(data, 
     assert cf.memorisation_finding(m).verdict is not Verdict.REPRODUCED
 
 
+def test_a_flow_to_the_nearest_path_lands_but_with_the_wrong_law(data, x0):
+    """The chapter's example of a wrong flow that the endpoint law catches: each sample follows the conditional
+    path nearest to it, reaches it (small residual) and lands, but the basins of the data points have unequal mass."""
+    m = cf.memorisation_experiment(NearestField(data), data, x0, GRID)
+    assert m.worst_residual <= m.residual_level and m.agreement >= 0.95  # residual and agreement cannot see it ...
+    assert m.law_pvalue_corrected < 1e-6  # ... the endpoint law does
+    assert cf.memorisation_finding(m).verdict is Verdict.PARTLY
+
+
 def test_one_wrong_solver_breaks_the_agreement(data, x0, monkeypatch):
     freeze(monkeypatch, ("euler",), doubled_step)
     m = cf.memorisation_experiment(ClosedFormField(data), data, x0, GRID)
@@ -287,6 +330,14 @@ def test_memorisation_rule_on_contrary_numbers():
         cf.memorisation_finding(make_memorisation(weight=0.9))
     with pytest.raises(ClaimBroken, match=r"\[memorisation\] before the last step"):
         cf.memorisation_finding(make_memorisation(residual=11.0))
+
+
+def test_residual_spread_is_the_largest_disagreement_between_solvers():
+    m = make_memorisation(residual=3.0)
+    assert m.residual_spread == pytest.approx(0.0, abs=1e-12)  # the same residuals for both solvers
+    residual = {"euler": torch.tensor([1.0, 5.0]), "heun": torch.tensor([2.5, 4.0])}
+    m = cf.Memorisation(**{**m.__dict__, "residual": residual})
+    assert m.residual_spread == pytest.approx(1.5)
 
 
 def test_memorisation_experiment_rejects_a_grid_that_stops_short(data, x0):

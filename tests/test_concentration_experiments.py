@@ -172,6 +172,24 @@ def test_mutation_monte_carlo_ignoring_the_field_stops_the_run(monkeypatch):
         verdict_of(tiny_spec())
 
 
+class _OneNoise:
+    """torch as fmlib.experiments.concentration sees it, except that randn repeats one draw of z in every row."""
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def randn(rows, *shape, **kwargs):
+        return torch.randn(1, *shape, **kwargs).expand(rows, *shape)
+
+
+def test_mutation_monte_carlo_reusing_one_draw_stops_the_run(monkeypatch):
+    """Every draw on a path with the same z: the pathwise identity still holds, but not the law of w."""
+    monkeypatch.setattr(conc, "torch", _OneNoise())
+    with pytest.raises(ClaimBroken, match=r"\[concentration\] the Monte Carlo disagrees with the exact law"):
+        verdict_of(tiny_spec())
+
+
 def test_mutation_unnormalised_weights_changes_the_verdict(monkeypatch):
     """Logits without the log-sum-exp: ratios (and the law) unchanged, but lambda_k < 1 - eta always."""
     monkeypatch.setattr(ClosedFormField, "log_weights", lambda self, x, t: _logits(self, x, t, 2.0))
@@ -179,11 +197,18 @@ def test_mutation_unnormalised_weights_changes_the_verdict(monkeypatch):
 
 
 def _flipped_bound(sign_drift: float, sign_log: float):
+    """The bounds of fmlib.theory with the signs of their two terms as given; (-1, +1) is the true bound.
+
+    At t = 0 (u = 0) every per-pair probability is 1, as in fmlib.theory, whatever the signs: the
+    mutants differ from the true bound by the sign only, not by their value at t = 0.
+    """
+
     def bound(t, separation, n_points, *, eps=1.0):
         u = time_to_snr(np.asarray(t, dtype=np.float64)) * separation
         with np.errstate(divide="ignore", invalid="ignore"):
-            arg = np.where(u > 0, sign_log * np.log(1 / eps) / np.where(u > 0, u, 1.0) + sign_drift * u / 2, 0.0)
-        return np.minimum(1.0, (np.asarray(n_points) - 1.0) * ndtr(arg))
+            arg = sign_log * np.log(1 / eps) / np.where(u > 0, u, 1.0) + sign_drift * u / 2
+        pair = np.where(u > 0, ndtr(arg), 1.0)
+        return np.minimum(1.0, (np.asarray(n_points) - 1.0) * pair)
 
     def eta_bound(t, separation, n_points, *, eta):
         eps = eta / ((np.asarray(n_points) - 1.0) * (1 - eta))
@@ -202,10 +227,21 @@ def test_mutation_sign_error_in_the_bound_changes_the_verdict(monkeypatch, sign_
     assert verdict_of(tiny_spec()) is Verdict.NOT_REPRODUCED
 
 
-def test_unmutated_flipped_bound_helper_is_the_true_bound():
-    """The mutation helper with the right signs gives fmlib.theory's bounds: the mutants differ by a sign only."""
+@pytest.mark.parametrize("n_points", [2, 5])
+def test_unmutated_flipped_bound_helper_is_the_true_bound(n_points):
+    """The mutation helper with the right signs gives fmlib.theory's bounds, t = 0 included: the mutants
+    differ by a sign only (an earlier helper gave 0.5 instead of 1 at t = 0 for N = 2, which alone
+    changed the verdict)."""
     bound, eta_bound = _flipped_bound(-1.0, +1.0)
-    t = np.array([0.1, 0.5, 0.9])
-    np.testing.assert_allclose(bound(t, 0.7, 5), conc.concentration_bound(t, 0.7, 5), rtol=1e-12)
-    np.testing.assert_allclose(eta_bound(t, 0.7, 5, eta=0.1), conc.not_concentrated_bound(t, 0.7, 5, eta=0.1),
-                               rtol=1e-12)
+    t = np.array([0.0, 0.1, 0.5, 0.9])
+    np.testing.assert_allclose(bound(t, 0.7, n_points), conc.concentration_bound(t, 0.7, n_points), rtol=1e-12)
+    np.testing.assert_allclose(eta_bound(t, 0.7, n_points, eta=0.1),
+                               conc.not_concentrated_bound(t, 0.7, n_points, eta=0.1), rtol=1e-12)
+
+
+def test_unmutated_flipped_bound_helper_keeps_the_verdict(monkeypatch):
+    """Control for the sign mutations: the same patching with the right signs leaves the verdict PARTLY."""
+    bound, eta_bound = _flipped_bound(-1.0, +1.0)
+    monkeypatch.setattr(conc, "concentration_bound", bound)
+    monkeypatch.setattr(conc, "not_concentrated_bound", eta_bound)
+    assert verdict_of(tiny_spec()) is Verdict.PARTLY

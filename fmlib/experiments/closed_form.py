@@ -402,8 +402,8 @@ class Memorisation:
             the exact flow).
         residual_level: the level the exact flow's largest r over B samples exceeds with probability
             ``false_alarm``: :math:`\sqrt{\chi^2_d\text{-quantile}(1 - \text{false\_alarm}/B)}`.
-        residual_limit: ``slack`` times that level: room for the solvers' own error (Euler's residuals
-            exceed RK4's by up to ~2.5 noise units at 60 quadratic steps in 2-D).
+        residual_limit: ``slack`` times that level: room for the solvers' own error (how much the
+            solvers' residuals differ on one sample is :attr:`residual_spread`).
         endpoint: (B,) index of the training point nearest to x(1); ``end_distance`` (B,) the distance.
         counts: (n,) endpoints per training point; ``law_pvalue`` the chi-square p-value against the uniform law.
         agreement: fraction of samples whose endpoint is the same training point for every solver.
@@ -437,6 +437,12 @@ class Memorisation:
     def worst_residual(self) -> float:
         """The largest residual r at t_K over solvers and samples."""
         return max(float(r.max()) for r in self.residual.values())
+
+    @property
+    def residual_spread(self) -> float:
+        """The largest difference, over samples, between the largest and the smallest residual of the solvers."""
+        stacked = torch.stack(list(self.residual.values()))
+        return float((stacked.amax(dim=0) - stacked.amin(dim=0)).max())
 
     @property
     def law_pvalue_corrected(self) -> float:
