@@ -137,7 +137,7 @@ def test_parallel_local_processes_and_failures_do_not_stop_the_others(results_st
         run_sweep(POINT, grid, jobs=2)
     frame = collect(POINT)
     assert list(frame["family"]) == ["gaussian"]
-    done = run_sweep(POINT, tiny_grid(family="gaussian", d="3072,12"), jobs=2)
+    done = run_sweep(POINT, tiny_grid(family="gaussian", d="3072,12", cifar10_dir=str(empty)), jobs=2)
     assert (done.executed, done.skipped) == (1, 1)
     assert not (results_store / ".staging").exists() or not any((results_store / ".staging").iterdir())
 
