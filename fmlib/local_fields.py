@@ -132,21 +132,23 @@ def softmax_average(
     scaled = queries * a.view(1, -1, 1)
     neg_b = -b.view(1, -1, 1)
     floor = _EXP_FLOOR[queries.dtype]
-    running_max = weighted = None
+    running_max = weighted = None  # weighted is kept transposed, (G, m + 1, M): a faster product when m is small
     for keys, key_sq, values in chunks:
         logits = torch.bmm(scaled, keys.transpose(1, 2)).addcmul_(neg_b, key_sq.unsqueeze(1))
         chunk_max = logits.amax(dim=2, keepdim=True)
         if running_max is None:
             running_max = chunk_max
-            weighted = torch.bmm(logits.sub_(running_max).clamp_(min=floor).exp_(), values)
+            weights = logits.sub_(running_max).clamp_(min=floor).exp_()
+            weighted = torch.bmm(values.transpose(1, 2), weights.transpose(1, 2))
             continue
         new_max = torch.maximum(running_max, chunk_max)
-        weighted.mul_((running_max - new_max).exp_())
+        weighted.mul_((running_max - new_max).exp_().transpose(1, 2))
         running_max = new_max
-        weighted.baddbmm_(logits.sub_(new_max).clamp_(min=floor).exp_(), values)
+        weights = logits.sub_(new_max).clamp_(min=floor).exp_()
+        weighted.baddbmm_(values.transpose(1, 2), weights.transpose(1, 2))
     if weighted is None:
         raise ValueError("softmax_average needs at least one chunk of keys")
-    return weighted[..., :-1] / weighted[..., -1:]
+    return (weighted[:, :-1] / weighted[:, -1:]).transpose(1, 2)
 
 
 def _nearest_values(queries: Tensor, chunks: Iterator[tuple[Tensor, Tensor, Tensor]]) -> Tensor:
