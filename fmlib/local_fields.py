@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fmlib._checks import as_time, check_data, check_float, check_points, check_positive_int
+from fmlib._checks import as_time, check_chunk_size, check_data, check_float, check_points, check_positive_int
 from fmlib.closed_form import ClosedFormField
 
 __all__ = ["LinearField", "PatchField", "SmoothedField", "softmax_average"]
@@ -73,10 +73,6 @@ CHUNK_ELEMENTS = 1 << 24
 
 QUERY_ROWS = 8192
 """Query patches per block in the equivariant patch field."""
-
-
-def _check_chunk(chunk_size: int | None) -> int | None:
-    return None if chunk_size is None else check_positive_int(chunk_size, "chunk_size")
 
 
 def _prepare(x: Tensor, t: float | Tensor, like: Tensor) -> tuple[Tensor, Tensor, Tensor, float | None]:
@@ -287,7 +283,7 @@ class PatchField:
         if not isinstance(equivariant, bool):
             raise ValueError(f"equivariant must be True or False, got {equivariant!r}")
         self.patch_size, self.equivariant = patch_size, equivariant
-        self.chunk_size = _check_chunk(chunk_size)
+        self.chunk_size = check_chunk_size(chunk_size)
 
     @property
     def n(self) -> int:
@@ -401,7 +397,7 @@ class LinearField:
 
     def __init__(self, data: Tensor, *, chunk_size: int | None = None) -> None:
         self.data = check_data(data)
-        chunk = _check_chunk(chunk_size) or 8192
+        chunk = check_chunk_size(chunk_size) or 8192
         total = torch.zeros(data.shape[1], dtype=torch.float64, device=data.device)
         for y in data.split(chunk):
             total += y.double().sum(dim=0)

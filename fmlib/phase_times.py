@@ -54,12 +54,15 @@ are scalars, else a float64 array.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 from torch import Tensor
 
-from fmlib._checks import check_data
+from fmlib._checks import FloatArray, check_data, check_in_interval
+from fmlib.path import snr_to_time
 
 __all__ = [
     "collapse_snr",
@@ -70,49 +73,16 @@ __all__ = [
     "ou_speciation_time",
     "ou_to_flow_scale",
     "ou_to_flow_time",
-    "snr_to_time",
     "speciation_snr",
     "speciation_time",
-    "time_to_snr",
 ]
-
-FloatArray = NDArray[np.float64]
-
 
 def _out(value: FloatArray) -> float | FloatArray:
     return float(value) if np.ndim(value) == 0 else value
 
 
-def _checked(value: ArrayLike, name: str, *, low: float, low_open: bool, high: float = np.inf,
-             high_closed: bool = True) -> FloatArray:
-    """``value`` as float64, checked to lie in the interval (``low`` open or closed, ``high``)."""
-    array = np.asarray(value, dtype=np.float64)
-    above = array > low if low_open else array >= low
-    below = array <= high if high_closed else array < high
-    bad = ~(above & below)
-    if bad.any():
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{']' if high_closed else ')'}"
-        raise ValueError(f"{name} must lie in {interval}, got {array[bad].flat[0]!r}")
-    return array
-
-
 def _n_and_d(n: ArrayLike, d: ArrayLike) -> tuple[FloatArray, FloatArray]:
-    n_array = _checked(n, "n", low=2.0, low_open=False)
-    d_array = _checked(d, "d", low=1.0, low_open=False)
-    return n_array, d_array
-
-
-def time_to_snr(t: ArrayLike) -> float | FloatArray:
-    r""":math:`s = t / (1 - t)` on our path, t in [0, 1] (s = inf at t = 1)."""
-    t = _checked(t, "t", low=0.0, low_open=False, high=1.0)
-    with np.errstate(divide="ignore"):
-        return _out(np.where(t < 1, t / np.where(t < 1, 1.0 - t, 1.0), np.inf))
-
-
-def snr_to_time(s: ArrayLike) -> float | FloatArray:
-    r""":math:`t = s / (1 + s)`, s in [0, inf] (inf maps to 1)."""
-    s = _checked(s, "s", low=0.0, low_open=False)
-    return _out(np.where(np.isinf(s), 1.0, s / np.where(np.isinf(s), 1.0, 1.0 + s)))
+    return check_in_interval(n, "n", low=2.0), check_in_interval(d, "d", low=1.0)
 
 
 def ou_to_flow_time(tau: ArrayLike) -> float | FloatArray:
@@ -120,7 +90,7 @@ def ou_to_flow_time(tau: ArrayLike) -> float | FloatArray:
 
     :math:`\tau = 0` (data) maps to t = 1 and :math:`\tau = \infty` (noise) to t = 0.
     """
-    tau = _checked(tau, "tau", low=0.0, low_open=False)
+    tau = check_in_interval(tau, "tau", low=0.0, high=math.inf)
     with np.errstate(divide="ignore"):
         s = 1.0 / np.sqrt(np.expm1(2.0 * tau))
     return snr_to_time(s)
@@ -128,14 +98,21 @@ def ou_to_flow_time(tau: ArrayLike) -> float | FloatArray:
 
 def flow_to_ou_time(t: ArrayLike) -> float | FloatArray:
     r"""The inverse of :func:`ou_to_flow_time`: :math:`\tau = \tfrac12 \log(1 + ((1 - t)/t)^2)`, t in (0, 1]."""
-    t = _checked(t, "t", low=0.0, low_open=True, high=1.0)
+    t = check_in_interval(t, "t", low=0.0, low_open=True, high=1.0)
     return _out(0.5 * np.log1p(((1.0 - t) / t) ** 2))
 
 
 def ou_to_flow_scale(tau: ArrayLike) -> float | FloatArray:
-    r"""The factor :math:`c = t e^\tau` with :math:`x_t \overset{d}{=} c\, x_\tau` (t from :func:`ou_to_flow_time`)."""
-    tau = _checked(tau, "tau", low=0.0, low_open=False)
-    return _out(np.asarray(ou_to_flow_time(tau)) * np.exp(tau))
+    r"""The factor c with :math:`x_t \overset{d}{=} c\, x_\tau`: :math:`c = t e^\tau`.
+
+    .. math:: c = \frac{1}{\sqrt{1 - e^{-2\tau}} + e^{-\tau}}
+
+
+    t is :func:`ou_to_flow_time` of :math:`\tau`; c is 1 at both ends (:math:`\tau = 0` and :math:`\infty`).
+    """
+    tau = check_in_interval(tau, "tau", low=0.0, high=math.inf)
+    decay = np.exp(-tau)
+    return _out(1.0 / (np.sqrt(-np.expm1(-2.0 * tau)) + decay))
 
 
 def ou_collapse_time(n: ArrayLike, d: ArrayLike, sigma: ArrayLike = 1.0) -> float | FloatArray:
@@ -144,14 +121,14 @@ def ou_collapse_time(n: ArrayLike, d: ArrayLike, sigma: ArrayLike = 1.0) -> floa
     .. math:: \tau_C = \tfrac12 \log\big(1 + \sigma^2 / (n^{2/d} - 1)\big), \qquad n \ge 2,\ d \ge 1,\ \sigma > 0.
     """
     n, d = _n_and_d(n, d)
-    sigma = _checked(sigma, "sigma", low=0.0, low_open=True)
+    sigma = check_in_interval(sigma, "sigma", low=0.0, low_open=True)
     return _out(0.5 * np.log1p(sigma**2 / np.expm1(2.0 * np.log(n) / d)))
 
 
 def collapse_snr(n: ArrayLike, d: ArrayLike, sigma: ArrayLike = 1.0) -> float | FloatArray:
     r"""The predicted collapse on our path as a signal-to-noise ratio: :math:`s_C = \sqrt{n^{2/d} - 1} / \sigma`."""
     n, d = _n_and_d(n, d)
-    sigma = _checked(sigma, "sigma", low=0.0, low_open=True)
+    sigma = check_in_interval(sigma, "sigma", low=0.0, low_open=True)
     return _out(np.sqrt(np.expm1(2.0 * np.log(n) / d)) / sigma)
 
 
@@ -162,13 +139,13 @@ def collapse_time(n: ArrayLike, d: ArrayLike, sigma: ArrayLike = 1.0) -> float |
 
 def ou_speciation_time(top_eigenvalue: ArrayLike) -> float | FloatArray:
     r"""Biroli et al.'s speciation time, OU clock: :math:`\tau_S = \tfrac12 \log \Lambda`, :math:`\Lambda > 0`."""
-    lam = _checked(top_eigenvalue, "top_eigenvalue", low=0.0, low_open=True)
+    lam = check_in_interval(top_eigenvalue, "top_eigenvalue", low=0.0, low_open=True)
     return _out(0.5 * np.log(lam))
 
 
 def speciation_snr(top_eigenvalue: ArrayLike) -> float | FloatArray:
     r"""The speciation on our path as a signal-to-noise ratio: :math:`s_S = 1/\sqrt{\Lambda - 1}` (inf for Λ <= 1)."""
-    lam = _checked(top_eigenvalue, "top_eigenvalue", low=0.0, low_open=True)
+    lam = check_in_interval(top_eigenvalue, "top_eigenvalue", low=0.0, low_open=True)
     with np.errstate(divide="ignore"):
         return _out(np.where(lam > 1, 1.0 / np.sqrt(np.where(lam > 1, lam - 1.0, 1.0)), np.inf))
 

@@ -8,7 +8,7 @@ import torch
 
 from fmlib.closed_form import ClosedFormField
 from fmlib.local_fields import LinearField, PatchField, SmoothedField
-from fmlib.metrics import copy_fraction
+from fmlib.neighbours import copy_fraction
 from fmlib.ode import integrate, time_grid
 from tests.problems import brute_force_posterior_mean, relative_error
 

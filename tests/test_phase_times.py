@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from fmlib.closed_form import ClosedFormField
+from fmlib.path import snr_to_time
 from fmlib.phase_times import (
     collapse_snr,
     collapse_time,
@@ -18,10 +19,8 @@ from fmlib.phase_times import (
     ou_speciation_time,
     ou_to_flow_scale,
     ou_to_flow_time,
-    snr_to_time,
     speciation_snr,
     speciation_time,
-    time_to_snr,
 )
 
 
@@ -72,8 +71,9 @@ def test_time_maps_are_inverse_and_have_the_right_ends():
     assert t[0] == 1.0 and np.all(np.diff(t) < 0) and t[-1] < 1e-4
     assert np.allclose(flow_to_ou_time(t[1:]), tau[1:], rtol=1e-10)
     assert ou_to_flow_time(np.inf) == 0.0
-    assert np.allclose(time_to_snr(snr_to_time(np.array([0.0, 0.3, 7.0]))), [0.0, 0.3, 7.0])
-    assert time_to_snr(1.0) == math.inf and snr_to_time(math.inf) == 1.0
+    scale = ou_to_flow_scale(tau)
+    assert np.allclose(scale[1:-1], t[1:-1] * np.exp(tau[1:-1]), rtol=1e-12) and scale[0] == 1.0
+    assert ou_to_flow_scale(np.inf) == 1.0
 
 
 @pytest.mark.parametrize("n, d, sigma", [(1000, 10, 1.0), (50, 64, 0.5), (50_000, 3072, 2.0), (2, 1, 1.0)])
@@ -119,8 +119,7 @@ def test_covariance_top_eigenvalue():
         (lambda: ou_to_flow_time(-0.1), "tau must lie"),
         (lambda: flow_to_ou_time(0.0), "t must lie"),
         (lambda: speciation_time(0.0), "top_eigenvalue must lie"),
-        (lambda: time_to_snr(1.5), "t must lie"),
-        (lambda: snr_to_time(float("nan")), "s must lie"),
+        (lambda: ou_to_flow_scale(float("nan")), "tau must lie"),
     ],
 )
 def test_bad_input(call, match):
