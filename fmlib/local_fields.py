@@ -45,7 +45,7 @@ solver and metric of the package takes them as they are. Convention: :math:`x_t 
 Evaluation of the patch field. The logits of a chunk of training patches are one batched matrix
 product (:math:`\|\Pi_p x - t \Pi_q y\|^2 = \|\Pi_p x\|^2 - 2 t \langle \Pi_p x, \Pi_q y \rangle +
 t^2 \|\Pi_q y\|^2`, the first term cancels), the training patches are cut chunk by chunk
-(``torch.nn.functional.unfold``) and never all held at once, and the chunks are combined with a
+(a strided view of the padded images) and never all held at once, and the chunks are combined with a
 running maximum, sum and weighted sum exactly as in :mod:`fmlib.closed_form`; the sum rides in the
 weighted-sum product as an extra column of ones. Shifted logits are clamped before ``exp`` at the
 same floors as there.
@@ -73,6 +73,9 @@ CHUNK_ELEMENTS = 1 << 24
 
 QUERY_ROWS = 8192
 """Query patches per block in the equivariant patch field."""
+
+CACHE_ELEMENTS = 1 << 25
+"""A :class:`PatchField` keeps all its training patches (cut once) when they hold at most this many numbers."""
 
 
 def _prepare(x: Tensor, t: float | Tensor, like: Tensor) -> tuple[Tensor, Tensor, Tensor, float | None]:
@@ -284,6 +287,7 @@ class PatchField:
             raise ValueError(f"equivariant must be True or False, got {equivariant!r}")
         self.patch_size, self.equivariant = patch_size, equivariant
         self.chunk_size = check_chunk_size(chunk_size)
+        self._cache: tuple[Tensor, Tensor, Tensor] | None = None
 
     @property
     def n(self) -> int:
@@ -296,36 +300,63 @@ class PatchField:
         return self.shape[1] * self.shape[2]
 
     def _patches(self, images: Tensor) -> Tensor:
-        """Patches of flattened images (N, d) centred at every pixel: (N, C P^2, H W), zero padded."""
-        return F.unfold(images.reshape(-1, *self.shape), self.patch_size, padding=self.patch_size // 2)
+        """Patches of flattened images (N, d) centred at every pixel: (N, H W, C P^2), zero padded.
+
+        Cut as a strided view of the padded images and copied once (``F.unfold`` does the same,
+        several times slower on a CPU); each patch is flattened channel-major, (C, P, P).
+        """
+        channels, height, width = self.shape
+        r = self.patch_size // 2
+        padded = F.pad(images.reshape(-1, channels, height, width), (r, r, r, r))
+        s_image, s_channel, s_row, s_col = padded.stride()
+        view = padded.as_strided(
+            (padded.shape[0], height, width, channels, self.patch_size, self.patch_size),
+            (s_image, s_row, s_col, s_channel, s_row, s_col),
+        )
+        return view.reshape(padded.shape[0], height * width, channels * self.patch_size**2)
 
     def _images_per_chunk(self, query_rows: int) -> int:
         if self.chunk_size is not None:
             return self.chunk_size
-        per_image = self.pixels * (query_rows if self.equivariant else query_rows * self.pixels)
+        per_image = self.pixels * query_rows  # logits per training image: H W keys x rows, or H W groups x B
         return max(1, min(self.n, CHUNK_ELEMENTS // max(per_image, 1)))
 
-    def _chunks(self, images_per_chunk: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        """Training patches chunk by chunk: keys (G, c, C P^2), squared norms (G, c), centres + ones (G, c, C + 1).
+    def _keys(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Training patches of ``images``: keys (G, c, C P^2), squared norms (G, c), centres + ones (G, c, C + 1).
 
         G = 1 with c = images x H W (equivariant), or G = H W with c = images (local).
         """
-        centre = self.patch_size**2 // 2
+        patches = self._patches(images)  # (images, HW, C P^2)
+        keys = patches.reshape(1, -1, patches.shape[2]) if self.equivariant else patches.transpose(0, 1)
+        keys = keys.contiguous()
+        centres = keys[..., self.patch_size**2 // 2 :: self.patch_size**2]  # the centre pixel of each channel
+        ones = torch.ones(*centres.shape[:2], 1, dtype=keys.dtype, device=keys.device)
+        return keys, keys.square().sum(dim=2), torch.cat([centres, ones], dim=2)
+
+    def _chunks(self, images_per_chunk: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """:meth:`_keys` chunk by chunk of ``images_per_chunk`` training images.
+
+        When all training patches fit in :data:`CACHE_ELEMENTS` numbers they are cut once, on the
+        first call, and the chunks are views of them; otherwise each chunk is cut when needed.
+        """
+        size = self.n * self.pixels * self.shape[0] * self.patch_size**2
+        if self._cache is None and size <= CACHE_ELEMENTS:
+            self._cache = self._keys(self.data)
         for start in range(0, self.n, images_per_chunk):
-            patches = self._patches(self.data[start : start + images_per_chunk])  # (c, C P^2, HW)
-            keys = patches.permute(2, 0, 1) if not self.equivariant else patches.transpose(1, 2).reshape(
-                1, -1, patches.shape[1])
-            keys = keys.contiguous()
-            values = keys[..., centre :: self.patch_size**2]  # the centre pixel of each channel
-            ones = torch.ones(*values.shape[:2], 1, dtype=values.dtype, device=values.device)
-            yield keys, keys.square().sum(dim=2), torch.cat([values, ones], dim=2)
+            stop = min(start + images_per_chunk, self.n)
+            if self._cache is None:
+                yield self._keys(self.data[start:stop])
+                continue
+            rows = slice(start * self.pixels, stop * self.pixels) if self.equivariant else slice(start, stop)
+            keys, key_sq, values = self._cache
+            yield keys[:, rows], key_sq[:, rows], values[:, rows]
 
     def _query_patches(self, x: Tensor) -> Tensor:
         """(G, M, C P^2): (1, B H W, .) equivariant, (H W, B, .) local."""
         patches = self._patches(x)
         if self.equivariant:
-            return patches.transpose(1, 2).reshape(1, -1, patches.shape[1])
-        return patches.permute(2, 0, 1).contiguous()
+            return patches.reshape(1, -1, patches.shape[2])
+        return patches.transpose(0, 1).contiguous()
 
     def _to_images(self, centres: Tensor, batch: int) -> Tensor:
         """Centre values (G, M, C) back to flattened images (B, C H W)."""

@@ -68,14 +68,25 @@ def test_patch_field_matches_brute_force(dtype, equivariant, shape, patch, t):
     assert relative_error(mean, brute_force_patch_mean(x, t, data, shape, patch, equivariant)) <= TOLERANCE[dtype]
 
 
-def test_patch_field_default_chunks_and_query_blocks(monkeypatch):
-    """Several query blocks and the default chunking give the same answer as one block."""
+def test_patch_field_default_chunks_query_blocks_and_cache(monkeypatch):
+    """Several query blocks, the default chunking, cached or streamed patches: the brute-force answer."""
     shape = (1, 4, 4)
     data, x = images(7, shape), images(6, shape, seed=2)
     reference = brute_force_patch_mean(x, 0.6, data, shape, 3, True)
     monkeypatch.setattr("fmlib.local_fields.QUERY_ROWS", 40)  # 96 query patches: blocks of 40, 40, 16
     monkeypatch.setattr("fmlib.local_fields.CHUNK_ELEMENTS", 3000)  # a few images per chunk
-    assert relative_error(PatchField(data, shape, 3).posterior_mean(x, 0.6), reference) <= 1e-9
+    for equivariant in (True, False):
+        cached = PatchField(data, shape, 3, equivariant=equivariant)
+        expected = reference if equivariant else brute_force_patch_mean(x, 0.6, data, shape, 3, False)
+        assert relative_error(cached.posterior_mean(x, 0.6), expected) <= 1e-9
+        assert cached._cache is not None
+        monkeypatch.setattr("fmlib.local_fields.CACHE_ELEMENTS", 0)  # patches cut chunk by chunk
+        streamed = PatchField(data, shape, 3, equivariant=equivariant)
+        assert relative_error(streamed.posterior_mean(x, 0.6), expected) <= 1e-9
+        assert streamed._cache is None
+        monkeypatch.undo()
+        monkeypatch.setattr("fmlib.local_fields.QUERY_ROWS", 40)
+        monkeypatch.setattr("fmlib.local_fields.CHUNK_ELEMENTS", 3000)
 
 
 def test_patch_field_per_row_times_and_t_one():
