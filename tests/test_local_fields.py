@@ -16,25 +16,24 @@ TOLERANCE = {torch.float64: 1e-9, torch.float32: 2e-3}
 
 
 def brute_force_patch_mean(x, t, data, shape, patch, equivariant):
-    """The patch denoiser from explicit loops over queries, pixels, training images and positions; float64."""
+    """The patch denoiser from explicitly sliced patches: every pixel against the listed training patches; float64."""
     channels, height, width = shape
     r = patch // 2
     pad = torch.nn.functional.pad
     xs = pad(x.double().reshape(-1, channels, height, width), (r, r, r, r))
     ys = pad(data.double().reshape(-1, channels, height, width), (r, r, r, r))
-    out = torch.empty(x.shape[0], channels, height, width, dtype=torch.float64)
     positions = [(i, j) for i in range(height) for j in range(width)]
-    for b in range(x.shape[0]):
-        for i, j in positions:
+    keys = {q: ys[:, :, q[0] : q[0] + patch, q[1] : q[1] + patch] for q in positions}  # (n, C, P, P) each
+    centres = {q: ys[:, :, q[0] + r, q[1] + r] for q in positions}  # (n, C) each
+    out = torch.empty(x.shape[0], channels, height, width, dtype=torch.float64)
+    for i, j in positions:
+        sources = positions if equivariant else [(i, j)]
+        key = torch.cat([keys[q] for q in sources])  # (n |Q|, C, P, P)
+        centre = torch.cat([centres[q] for q in sources])
+        for b in range(x.shape[0]):
             query = xs[b, :, i : i + patch, j : j + patch]
-            logits, centres = [], []
-            for y in ys:
-                for k, m in positions if equivariant else [(i, j)]:
-                    key = y[:, k : k + patch, m : m + patch]
-                    logits.append(-((query - t * key) ** 2).sum() / (2 * (1 - t) ** 2))
-                    centres.append(y[:, k + r, m + r])
-            weights = torch.softmax(torch.stack(logits), dim=0)
-            out[b, :, i, j] = (weights[:, None] * torch.stack(centres)).sum(dim=0)
+            logits = -((query - t * key) ** 2).sum(dim=(1, 2, 3)) / (2 * (1 - t) ** 2)
+            out[b, :, i, j] = torch.softmax(logits, dim=0) @ centre
     return out.reshape(x.shape[0], -1)
 
 
