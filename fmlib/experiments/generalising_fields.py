@@ -1,0 +1,481 @@
+r"""Closed-form fields that generalise, and a prediction of the critical time: what chapter 7 computes.
+
+Three parts, each a function returning dataclasses, and the verdict rules of the chapter's claims.
+
+1. **Samples side by side** (:func:`compare_fields`). A data set of images is split into two
+   disjoint training halves A and B and a held-out set of the same size (:func:`image_split`).
+   Each field of :mod:`fmlib.closed_form` / :mod:`fmlib.local_fields` (:class:`FieldSpec`) is built
+   on A and on B and integrated from the same noises; per field (:class:`SampleStats`):
+
+   * the copy fraction: samples whose nearest training point (of A) is closer than 1/3 of the
+     second nearest (:func:`fmlib.neighbours.copy_fraction`, the criterion of Yoon et al. and
+     Gu et al.), with exact 95% Clopper-Pearson limits;
+   * the distance to the nearest training point and to the nearest held-out point, and the median
+     of their ratio: about 0 for copies, about 1 for a new draw from the data distribution (the
+     held-out set has as many points as A; :func:`heldout_reference` measures the ratio for the
+     held-out points themselves);
+   * the two-halves score: the median distance between the samples of the fields built on A and on
+     B from the same noise, over the median distance between samples of A from different noises
+     (0: the two halves give the same sample; about 1: unrelated samples).
+
+2. **Prediction against measurement** (:func:`collapse_points`, :func:`speciation_points`). The
+   collapse time of Biroli et al. mapped to our path (:func:`fmlib.phase_times.collapse_snr`,
+   :math:`s_C = \sqrt{n^{2/d} - 1} / \sigma`, with :math:`\sigma^2` the mean per-coordinate variance
+   of the training set) against chapter 3's measured :math:`t^*` (cosine above 0.9 for half the
+   pairs, :func:`fmlib.experiments.stochastic_target.measure_point`); the speciation time
+   :math:`s_S = 1/\sqrt{\Lambda - 1}` against the time at which the mean posterior probability of
+   the true class, on paths from two separated classes, reaches 3/4. Ratios are of signal-to-noise
+   ratios, measured over predicted, :math:`s_{meas} / s_{pred}` (:math:`s = t/(1 - t)`), one per
+   resampled training set; the interval is a Student-t 95% interval of the mean of their logarithm.
+
+3. **Verdict rules** (:func:`creation_rule`, :func:`prediction_rule`), criteria fixed before the run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import Tensor
+
+from fmlib._checks import check_choice, check_float, check_positive_int, resolve_device
+from fmlib.closed_form import ClosedFormField
+from fmlib.data import DATASETS, make_dataset
+from fmlib.experiments.stochastic_target import measure_point
+from fmlib.experiments.verdicts import Finding, Verdict
+from fmlib.local_fields import LinearField, PatchField, SmoothedField
+from fmlib.neighbours import copy_fraction, nearest_indices
+from fmlib.ode import integrate, time_grid
+from fmlib.path import snr_grid, time_to_snr
+from fmlib.phase_times import collapse_snr, covariance_top_eigenvalue, speciation_snr
+from fmlib.stats import binomial_limits, crossing_time
+
+__all__ = [
+    "FIELD_KINDS",
+    "FieldComparison",
+    "FieldSpec",
+    "PredictionPoint",
+    "SampleStats",
+    "Split",
+    "build_field",
+    "class_posterior_curve",
+    "collapse_points",
+    "compare_fields",
+    "creation_rule",
+    "heldout_reference",
+    "image_split",
+    "prediction_rule",
+    "speciation_points",
+    "two_classes",
+]
+
+FIELD_KINDS = ("exact", "smoothed", "patch", "linear")
+"""The fields :func:`build_field` knows."""
+
+IMAGE_SETS = {"digits": (1, 8, 8), "cifar10": (3, 32, 32)}
+"""Image shapes (C, H, W) of the data sets of fixed dimension; image patches are (3, r, r)."""
+
+SPECIATION_LEVEL = 0.75
+"""The measured speciation time is where the mean posterior probability of the true class reaches this."""
+
+RESAMPLE_SEED_STEP = 7919
+"""Resample r of a prediction point uses seed ``seed + r * RESAMPLE_SEED_STEP``."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Part 1: samples side by side
+
+
+@dataclass(frozen=True)
+class Split:
+    """Two disjoint training halves and a held-out set of one image data set, each (m, C H W)."""
+
+    name: str
+    half_a: Tensor
+    half_b: Tensor
+    heldout: Tensor
+    image_shape: tuple[int, int, int]
+
+
+def image_split(name: str, n_half: int, *, resolution: int = 8, seed: int = 0, device: str | torch.device = "auto",
+                dtype: torch.dtype = torch.float32, cifar10_dir: str = "") -> Split:
+    """3 n_half distinct images of ``name`` ("digits", "image_patches" at ``resolution``, "cifar10"), split in three.
+
+    The images are drawn in random order with ``seed`` (:func:`fmlib.data.make_dataset`); the first
+    n_half are half A, the next half B, the last the held-out set.
+    """
+    name = check_choice(name, ("digits", "image_patches", "cifar10"), "name")
+    n_half = check_positive_int(n_half, "n_half")
+    dataset = DATASETS[name]
+    dataset.check_n(3 * n_half, "3 n_half")
+    options: dict[str, object] = {"dtype": dtype}
+    if name == "image_patches":
+        options["resolution"] = check_positive_int(resolution, "resolution")
+        shape = (3, resolution, resolution)
+    else:
+        shape = IMAGE_SETS[name]
+    if name == "cifar10":
+        if not cifar10_dir:
+            raise ValueError("name='cifar10' needs cifar10_dir, the directory of CIFAR-10's python files")
+        options["root"] = cifar10_dir
+    generator = torch.Generator().manual_seed(seed)
+    data = make_dataset(name, 3 * n_half, generator=generator, device=resolve_device(device), **options)
+    return Split(name, data[:n_half], data[n_half : 2 * n_half], data[2 * n_half :], shape)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """Which field: ``kind`` in :data:`FIELD_KINDS`, with its smoothing ``sigma`` or its ``patch`` size."""
+
+    kind: str
+    sigma: float = 0.0
+    patch: int = 0
+    equivariant: bool = True
+
+    def __post_init__(self) -> None:
+        check_choice(self.kind, FIELD_KINDS, "kind")
+        check_float(self.sigma, "sigma", low=0.0)
+        if self.kind == "patch" and (self.patch < 1 or self.patch % 2 == 0):
+            raise ValueError(f"a patch field needs an odd patch size >= 1, got patch={self.patch}")
+
+    @property
+    def label(self) -> str:
+        """A short name for tables and figures."""
+        if self.kind == "smoothed":
+            return f"smoothed, sigma {self.sigma:g}"
+        if self.kind == "patch":
+            return f"patch {self.patch}x{self.patch}" + ("" if self.equivariant else " (same position)")
+        return self.kind
+
+
+def build_field(spec: FieldSpec, data: Tensor, image_shape: Sequence[int], *, n_samples: int = 8,
+                seed: int = 0) -> object:
+    """The field of ``spec`` on ``data`` (n, d): ClosedFormField, SmoothedField, PatchField or LinearField."""
+    if spec.kind == "exact":
+        return ClosedFormField(data)
+    if spec.kind == "smoothed":
+        return SmoothedField(data, spec.sigma, n_samples=n_samples, seed=seed)
+    if spec.kind == "patch":
+        return PatchField(data, image_shape, spec.patch, equivariant=spec.equivariant)
+    return LinearField(data)
+
+
+@dataclass(frozen=True)
+class SampleStats:
+    """What the samples of one field say about copying (module docstring, part 1).
+
+    Attributes:
+        label: the field's label.
+        copies, batch: samples counted as copies of a point of A, and samples.
+        copy_fraction, copy_low, copy_high: copies / batch and its exact 95% limits (one-sided 2.5% each).
+        nn_train, nn_heldout: median distance to the nearest point of A, of the held-out set.
+        ratio: median over samples of (distance to A) / (distance to held-out).
+        two_halves: the two-halves score (NaN when not measured).
+    """
+
+    label: str
+    copies: int
+    batch: int
+    copy_fraction: float
+    copy_low: float
+    copy_high: float
+    nn_train: float
+    nn_heldout: float
+    ratio: float
+    two_halves: float
+
+
+def _nearest_distance(x: Tensor, data: Tensor, *, exclude_self: bool = False) -> Tensor:
+    """(B,) distance to the nearest row of ``data`` (to the second nearest when x is data itself)."""
+    index, _ = nearest_indices(x, data, 2 if exclude_self else 1)
+    return (x - data[index[:, -1]]).norm(dim=1)
+
+
+def sample_stats(label: str, samples: Tensor, split: Split, other: Tensor | None = None) -> SampleStats:
+    """:class:`SampleStats` of ``samples`` (B, d) generated from the field on half A (``other``: the same on B)."""
+    batch = samples.shape[0]
+    copies = round(copy_fraction(samples, split.half_a) * batch)
+    low, high = binomial_limits(copies, batch, 0.025)
+    to_train, to_heldout = _nearest_distance(samples, split.half_a), _nearest_distance(samples, split.heldout)
+    two_halves = math.nan
+    if other is not None and batch > 1:
+        between = float((samples - other).norm(dim=1).median())
+        within = float((samples - samples.roll(1, dims=0)).norm(dim=1).median())
+        two_halves = between / within if within > 0 else math.nan
+    return SampleStats(
+        label, copies, batch, copies / batch, float(low), float(high), float(to_train.median()),
+        float(to_heldout.median()), float((to_train / to_heldout).median()), two_halves,
+    )
+
+
+def heldout_reference(split: Split) -> SampleStats:
+    """:class:`SampleStats` of the held-out images themselves: what a new draw from the data looks like.
+
+    Their distance to the held-out set is to the nearest *other* held-out image.
+    """
+    held = split.heldout
+    copies = round(copy_fraction(held, split.half_a) * held.shape[0])
+    low, high = binomial_limits(copies, held.shape[0], 0.025)
+    to_train, to_heldout = _nearest_distance(held, split.half_a), _nearest_distance(held, held, exclude_self=True)
+    return SampleStats("held-out images", copies, held.shape[0], copies / held.shape[0], float(low), float(high),
+                       float(to_train.median()), float(to_heldout.median()), float((to_train / to_heldout).median()),
+                       math.nan)
+
+
+@dataclass(frozen=True)
+class FieldComparison:
+    """:func:`compare_fields`' result: one :class:`SampleStats` per field and the samples on half A.
+
+    Attributes:
+        stats: per field, in the order of the specs.
+        samples: (B, d) samples of each field on half A, by label.
+        reference: :func:`heldout_reference` of the split.
+        noise: (B, d) the noises every field started from.
+    """
+
+    stats: list[SampleStats]
+    samples: dict[str, Tensor] = field(repr=False)
+    reference: SampleStats
+    noise: Tensor = field(repr=False)
+
+    def by_label(self, label: str) -> SampleStats:
+        """The stats of the field called ``label``."""
+        for item in self.stats:
+            if item.label == label:
+                return item
+        raise KeyError(label)
+
+
+def compare_fields(split: Split, specs: Sequence[FieldSpec], *, batch: int = 32, steps: int = 12,
+                   n_samples: int = 8, seed: int = 0, two_halves: bool = True, progress: bool = False
+                   ) -> FieldComparison:
+    """Each field of ``specs`` on half A (and on B when ``two_halves``), integrated from the same noises.
+
+    Euler steps on the quadratic grid of :func:`fmlib.ode.time_grid` (refined toward t = 1, last
+    step the denoiser); smoothed fields draw their perturbations with ``seed`` on both halves.
+    """
+    from tqdm.auto import tqdm
+
+    batch, steps = check_positive_int(batch, "batch"), check_positive_int(steps, "steps")
+    generator = torch.Generator().manual_seed(seed)
+    data = split.half_a
+    noise = torch.randn(batch, data.shape[1], generator=generator, dtype=torch.float64).to(data)
+    grid = time_grid(steps, spacing="quadratic")
+    results, samples = [], {}
+    for spec in tqdm(specs, desc="fields", disable=not progress):
+        on_a = integrate(build_field(spec, data, split.image_shape, n_samples=n_samples, seed=seed), noise, grid).x
+        on_b = None
+        if two_halves:
+            field_b = build_field(spec, split.half_b, split.image_shape, n_samples=n_samples, seed=seed)
+            on_b = integrate(field_b, noise, grid).x
+        results.append(sample_stats(spec.label, on_a, split, on_b))
+        samples[spec.label] = on_a
+    return FieldComparison(results, samples, heldout_reference(split), noise)
+
+
+def creation_rule(claim: str, field_stats: SampleStats, exact: SampleStats, reference: SampleStats) -> Finding:
+    """The verdict on "this training-free field creates new samples", against the exact closed form.
+
+    Criterion (fixed before the run), with exact 95% limits on the copy fractions:
+
+    * REPRODUCED: the field's upper limit is at most 0.1, the exact field's lower limit at least
+      0.5 (in the same setting the exact field does copy), and the field's samples are no farther
+      from the training set than twice the held-out images are (median distance to the nearest
+      training image: new, yet close to the data);
+    * PARTLY: the field copies significantly less than the exact field (its upper limit below the
+      exact field's lower limit), but not all of the above;
+    * NOT_REPRODUCED: otherwise.
+    """
+    near_data = field_stats.nn_train <= 2.0 * reference.nn_train
+    fewer = field_stats.copy_high < exact.copy_low
+    full = field_stats.copy_high <= 0.1 and exact.copy_low >= 0.5 and near_data
+    number = (f"{field_stats.label}: {field_stats.copies}/{field_stats.batch} copies "
+              f"(95% {field_stats.copy_low:.2f}-{field_stats.copy_high:.2f}); exact: {exact.copies}/{exact.batch}; "
+              f"median distance to the training set {field_stats.nn_train:.2f} (held-out images: "
+              f"{reference.nn_train:.2f})")
+    rule = ("reproduced: copy fraction <= 0.1 (upper 95% limit), exact field >= 0.5 (lower limit), median distance "
+            "to the training set <= 2x that of held-out images; partly: significantly fewer copies than the exact "
+            "field; not reproduced: otherwise")
+    verdict = Verdict.REPRODUCED if full else (Verdict.PARTLY if fewer else Verdict.NOT_REPRODUCED)
+    return Finding(claim, verdict, number, rule)
+
+
+# ------------------------------------------------------------------------------------------------
+# Part 2: prediction against measurement
+
+
+@dataclass(frozen=True)
+class PredictionPoint:
+    """One point of a prediction test: measured and predicted signal-to-noise ratios over resamples.
+
+    Attributes:
+        family: the data ("gaussian", "digits", ..., or "two classes, mean norm m").
+        d, n: dimension and training-set size.
+        scale: the data's parameter in the prediction (sigma for the collapse, Lambda for the
+            speciation), mean over resamples.
+        s_measured, s_predicted: geometric means over the resamples of the measured and predicted
+            :math:`s = t / (1 - t)`.
+        ratio, low, high: geometric mean of :math:`s_{meas} / s_{pred}` and its 95% interval
+            (Student t on the logarithms; NaN with fewer than two usable resamples).
+        censored: resamples whose measured time fell outside the grid (left out of the means).
+        resamples: training sets drawn.
+    """
+
+    family: str
+    d: int
+    n: int
+    scale: float
+    s_measured: float
+    s_predicted: float
+    ratio: float
+    low: float
+    high: float
+    censored: int
+    resamples: int
+
+    @property
+    def t_measured(self) -> float:
+        """The measured time :math:`t = s / (1 + s)`."""
+        return self.s_measured / (1.0 + self.s_measured)
+
+    @property
+    def t_predicted(self) -> float:
+        """The predicted time."""
+        return self.s_predicted / (1.0 + self.s_predicted)
+
+
+def _point(family: str, d: int, n: int, scales: list[float], measured: list[float], predicted: list[float]
+           ) -> PredictionPoint:
+    """Aggregate per-resample measured times (t, possibly censored at +-inf) and predicted s."""
+    t = np.asarray(measured, dtype=np.float64)
+    usable = np.isfinite(t)
+    s_meas, s_pred = time_to_snr(t[usable]), np.asarray(predicted)[usable]
+    log_ratio = np.log(s_meas / s_pred) if usable.any() else np.empty(0)
+    ratio = float(np.exp(log_ratio.mean())) if log_ratio.size else math.nan
+    low = high = math.nan
+    if log_ratio.size >= 2:
+        half = stats.t.ppf(0.975, log_ratio.size - 1) * log_ratio.std(ddof=1) / math.sqrt(log_ratio.size)
+        low, high = float(np.exp(log_ratio.mean() - half)), float(np.exp(log_ratio.mean() + half))
+    return PredictionPoint(family, d, n, float(np.mean(scales)), _geometric_mean(s_meas), _geometric_mean(s_pred),
+                           ratio, low, high, int((~usable).sum()), len(measured))
+
+
+def _geometric_mean(values: np.ndarray) -> float:
+    return float(np.exp(np.log(values).mean())) if values.size else math.nan
+
+
+def collapse_points(grid: Sequence[tuple[str, int, int]], *, resamples: int = 3, batch: int = 128, seed: int = 0,
+                    refine: int = 4, threshold: float = 0.9, level: float = 0.5, device: str = "auto",
+                    progress: bool = False) -> list[PredictionPoint]:
+    """Measured :math:`t^*` (chapter 3's criterion) against the predicted collapse, per (family, d, n) of ``grid``.
+
+    Each resample r draws a new training set and new pairs (seed ``seed + r * RESAMPLE_SEED_STEP``);
+    the prediction uses that training set's :math:`\\sigma` (square root of its mean per-coordinate
+    variance).
+    """
+    from tqdm.auto import tqdm
+
+    resamples = check_positive_int(resamples, "resamples")
+    out = []
+    for family, d, n in tqdm(list(grid), desc="collapse", disable=not progress):
+        scales, measured, predicted = [], [], []
+        for r in range(resamples):
+            point = measure_point(family, d, n, batch=batch, seed=seed + r * RESAMPLE_SEED_STEP, refine=refine,
+                                  threshold=threshold, level=level, n_boot=1, device=device)
+            sigma = math.sqrt(point.variance)
+            scales.append(sigma)
+            measured.append(point.critical.t_star)
+            predicted.append(collapse_snr(n, point.d, sigma))
+        out.append(_point(family, point.d, n, scales, measured, predicted))
+    return out
+
+
+def two_classes(n: int, d: int, mean_norm: float, *, generator: torch.Generator | None = None,
+                dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
+    r"""n points of two equal classes :math:`\pm m e_1 + N(0, I_d)`, :math:`m` = ``mean_norm``; and the labels (n,).
+
+    The covariance of the mixture has largest eigenvalue :math:`\Lambda = m^2 + 1` (along :math:`e_1`).
+    """
+    n, d = check_positive_int(n, "n"), check_positive_int(d, "d")
+    mean_norm = check_float(mean_norm, "mean_norm", low=0.0)
+    labels = torch.arange(n) % 2
+    points = torch.randn(n, d, generator=generator, dtype=torch.float64)
+    points[:, 0] += mean_norm * (2.0 * labels - 1.0)
+    return points.to(dtype), labels
+
+
+def class_posterior_curve(data: Tensor, labels: Tensor, ts: Sequence[float], *, batch: int = 128,
+                          generator: torch.Generator | None = None) -> np.ndarray:
+    r"""Mean posterior probability of the true class on paths from the data, at each time of ``ts``: (T,).
+
+    .. math:: P(t) = \frac1B \sum_b \sum_{i:\, c_i = c(a_b)} \lambda_i\big(t\, a_b + (1 - t) z_b,\, t\big),
+
+    with :math:`a_b` drawn uniformly from ``data``, :math:`z_b \sim N(0, I)` (the same draws at every t)
+    and the weights of the closed form on ``data``.
+    """
+    field_ = ClosedFormField(data)
+    index = torch.randint(data.shape[0], (batch,), generator=generator)
+    noise = torch.randn(batch, data.shape[1], generator=generator, dtype=torch.float64).to(data)
+    same = (labels[index].unsqueeze(1) == labels.unsqueeze(0)).to(data)  # (B, n)
+    curve = []
+    for t in ts:
+        weights = field_.weights(t * data[index] + (1.0 - t) * noise, float(t))
+        curve.append(float((weights * same).sum(dim=1).mean()))
+    return np.asarray(curve)
+
+
+def speciation_points(mean_norms: Sequence[float], *, d: int = 32, n: int = 400, resamples: int = 3,
+                      batch: int = 128, grid_points: int = 25, seed: int = 0) -> list[PredictionPoint]:
+    """Measured speciation against the prediction :math:`s_S = 1/\\sqrt{\\Lambda - 1}`, one point per mean norm.
+
+    Measured: where :func:`class_posterior_curve` reaches :data:`SPECIATION_LEVEL`. Per resample a
+    new training set (:func:`two_classes`) and new paths; :math:`\\Lambda` is the top eigenvalue
+    of that training set's covariance (:func:`fmlib.phase_times.covariance_top_eigenvalue`).
+    """
+    ts = snr_grid(1e-3, 1e2, grid_points)
+    out = []
+    for mean_norm in mean_norms:
+        scales, measured, predicted = [], [], []
+        for r in range(check_positive_int(resamples, "resamples")):
+            generator = torch.Generator().manual_seed(seed + r * RESAMPLE_SEED_STEP)
+            data, labels = two_classes(n, d, mean_norm, generator=generator)
+            lam = covariance_top_eigenvalue(data)
+            curve = class_posterior_curve(data, labels, ts, batch=batch, generator=generator)
+            scales.append(lam)
+            measured.append(crossing_time(ts, curve, SPECIATION_LEVEL))
+            predicted.append(speciation_snr(lam))
+        out.append(_point(f"two classes, m = {mean_norm:g}", d, n, scales, measured, predicted))
+    return out
+
+
+def prediction_rule(claim: str, points: Sequence[PredictionPoint], what: str) -> Finding:
+    """The verdict on a prediction with no fitted constant, from the ratios measured / predicted of ``points``.
+
+    ``points`` are those inside the prediction's setting (the chapter says which); criterion fixed
+    before the run:
+
+    * REPRODUCED: every point has a ratio, and every ratio's 95% interval overlaps [0.8, 1.25];
+    * PARTLY: every ratio lies within a factor 2, [0.5, 2];
+    * NOT_REPRODUCED: otherwise (a ratio outside [0.5, 2], or a point censored on every resample).
+    """
+    if not points:
+        raise ValueError(f"prediction_rule needs at least one point ({what})")
+    ratios = np.array([p.ratio for p in points])
+    lows = np.array([p.low if math.isfinite(p.low) else p.ratio for p in points])
+    highs = np.array([p.high if math.isfinite(p.high) else p.ratio for p in points])
+    measured = np.isfinite(ratios)
+    full = bool(measured.all() and np.all((highs >= 0.8) & (lows <= 1.25)))
+    partial = bool(measured.all() and np.all((ratios >= 0.5) & (ratios <= 2.0)))
+    shown = ratios[measured]
+    number = (f"{what}: ratio measured/predicted {shown.min():.2f} to {shown.max():.2f} over {measured.sum()} points"
+              if shown.size else f"{what}: no point measured")
+    if not measured.all():
+        number += f" ({(~measured).sum()} censored)"
+    rule = ("reproduced: every 95% interval of the ratio overlaps [0.8, 1.25]; partly: every ratio within a factor 2; "
+            "not reproduced: otherwise")
+    verdict = Verdict.REPRODUCED if full else (Verdict.PARTLY if partial else Verdict.NOT_REPRODUCED)
+    return Finding(claim, verdict, number, rule)
