@@ -1,0 +1,185 @@
+"""What chapter 7 computes: splits, sample statistics, predictions, and the verdict rules on contrary data."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import fmlib.experiments.generalising_fields as gf
+from fmlib.experiments.generalising_fields import (
+    FieldSpec,
+    PredictionPoint,
+    SampleStats,
+    class_posterior_curve,
+    collapse_points,
+    compare_fields,
+    creation_rule,
+    image_split,
+    prediction_rule,
+    speciation_points,
+    two_classes,
+)
+from fmlib.experiments.verdicts import Verdict
+from fmlib.phase_times import covariance_top_eigenvalue, ou_collapse_time
+
+
+def stats(label="field", copies=0, batch=64, nn_train=4.0, low=None, high=None):
+    low = copies / batch if low is None else low
+    high = copies / batch if high is None else high
+    return SampleStats(label, copies, batch, copies / batch, low, high, nn_train, nn_train, 1.0, math.nan)
+
+
+REFERENCE = stats("held-out images", nn_train=3.0)
+EXACT = stats("exact", copies=64, low=0.95, high=1.0, nn_train=0.0)
+
+
+@pytest.mark.parametrize(
+    "field_stats, exact, verdict",
+    [
+        (stats(copies=0, high=0.06, nn_train=4.0), EXACT, Verdict.REPRODUCED),
+        (stats(copies=0, high=0.06, nn_train=7.0), EXACT, Verdict.PARTLY),  # new but far from the data
+        (stats(copies=20, low=0.2, high=0.45), EXACT, Verdict.PARTLY),  # fewer copies, still many
+        (stats(copies=0, high=0.06), stats("exact", copies=10, low=0.08, high=0.3), Verdict.PARTLY),  # exact no copier
+        (stats(copies=60, low=0.85, high=0.99), EXACT, Verdict.NOT_REPRODUCED),
+    ],
+)
+def test_creation_rule_gives_each_verdict(field_stats, exact, verdict):
+    finding = creation_rule("patch-creates", field_stats, exact, REFERENCE)
+    assert finding.verdict is verdict
+    assert finding.claim == "patch-creates" and "copies" in finding.number
+
+
+def point(ratio, low=None, high=None, censored=0):
+    low = ratio if low is None else low
+    high = ratio if high is None else high
+    return PredictionPoint("gaussian", 32, 100, 1.0, ratio, 1.0, ratio, low, high, censored, 3)
+
+
+@pytest.mark.parametrize(
+    "points, verdict",
+    [
+        ([point(0.94, 0.9, 0.98), point(1.3, 1.2, 1.4)], Verdict.REPRODUCED),
+        ([point(0.7, 0.65, 0.75), point(1.0, 0.9, 1.1)], Verdict.PARTLY),
+        ([point(0.3, 0.2, 0.4), point(1.0, 0.9, 1.1)], Verdict.NOT_REPRODUCED),
+        ([point(1.0, 0.9, 1.1), point(math.nan, censored=3)], Verdict.NOT_REPRODUCED),
+        ([point(0.9)], Verdict.REPRODUCED),  # one resample: the ratio itself stands for its interval
+    ],
+)
+def test_prediction_rule_gives_each_verdict(points, verdict):
+    assert prediction_rule("collapse-prediction", points, "Gaussian").verdict is verdict
+
+
+def test_prediction_rule_needs_points():
+    with pytest.raises(ValueError, match="at least one point"):
+        prediction_rule("collapse-prediction", [], "Gaussian")
+
+
+def test_point_aggregation_and_censoring():
+    p = gf._point("gaussian", 8, 100, [1.0, 1.0, 1.0], [0.5, 0.5, math.inf], [1.0, 0.5, 1.0])
+    assert p.censored == 1 and p.resamples == 3
+    assert p.ratio == pytest.approx(math.sqrt(2.0))  # ratios 1 and 2
+    assert p.low < p.ratio < p.high
+    assert p.t_measured == pytest.approx(0.5) and p.s_predicted == pytest.approx(math.sqrt(0.5))
+    empty = gf._point("gaussian", 8, 100, [1.0], [math.inf], [1.0])
+    assert math.isnan(empty.ratio) and empty.censored == 1
+
+
+def test_image_split_is_disjoint_and_checks_its_input():
+    split = image_split("digits", 30, seed=1, device="cpu")
+    assert split.half_a.shape == split.half_b.shape == split.heldout.shape == (30, 64)
+    together = torch.cat([split.half_a, split.half_b, split.heldout])
+    assert torch.unique(together, dim=0).shape[0] == 90
+    assert split.image_shape == (1, 8, 8)
+    assert image_split("image_patches", 5, resolution=4, device="cpu").image_shape == (3, 4, 4)
+    with pytest.raises(ValueError, match="3 n_half"):
+        image_split("digits", 600)
+    with pytest.raises(ValueError, match="cifar10_dir"):
+        image_split("cifar10", 5)
+    with pytest.raises(ValueError, match=r"odd"):
+        FieldSpec("patch", patch=4)
+    with pytest.raises(ValueError, match="sigma"):
+        FieldSpec("smoothed", sigma=-1.0)
+
+
+@pytest.fixture(scope="module")
+def comparison():
+    split = image_split("digits", 40, seed=0, device="cpu", dtype=torch.float64)
+    specs = [FieldSpec("exact"), FieldSpec("smoothed", sigma=0.0), FieldSpec("smoothed", sigma=1.0),
+             FieldSpec("patch", patch=3), FieldSpec("patch", patch=15, equivariant=False), FieldSpec("linear")]
+    return compare_fields(split, specs, batch=16, steps=16, seed=0)
+
+
+def test_exact_field_copies_and_the_reference_looks_new(comparison):
+    exact, reference = comparison.by_label("exact"), comparison.reference
+    assert exact.copy_fraction == 1.0 and exact.nn_train < 1e-3 and exact.ratio < 1e-3
+    assert reference.copy_fraction <= 0.2 and 0.5 <= reference.ratio <= 2.0
+
+
+def test_mutation_no_smoothing_is_the_exact_field_and_copies(comparison):
+    """sigma = 0: the same samples as the exact field, and the rule cannot say the field creates."""
+    no_smoothing = comparison.by_label("smoothed, sigma 0")
+    assert torch.allclose(comparison.samples["smoothed, sigma 0"], comparison.samples["exact"])
+    exact = comparison.by_label("exact")
+    assert creation_rule("smoothing-creates", no_smoothing, exact, comparison.reference).verdict is (
+        Verdict.NOT_REPRODUCED)
+    smoothed = comparison.by_label("smoothed, sigma 1")
+    assert smoothed.copy_fraction < exact.copy_fraction
+    assert creation_rule("smoothing-creates", smoothed, exact, comparison.reference).verdict is not (
+        Verdict.NOT_REPRODUCED)
+
+
+def test_mutation_whole_image_patch_memorises_again(comparison):
+    """The whole-image patch at the same position is the exact closed form: the rule flips to not reproduced."""
+    exact, reference = comparison.by_label("exact"), comparison.reference
+    whole = comparison.by_label("patch 15x15 (same position)")
+    assert torch.allclose(comparison.samples["patch 15x15 (same position)"], comparison.samples["exact"], atol=1e-8)
+    assert creation_rule("patch-creates", whole, exact, reference).verdict is Verdict.NOT_REPRODUCED
+    small = comparison.by_label("patch 3x3")
+    assert creation_rule("patch-creates", small, exact, reference).verdict is not Verdict.NOT_REPRODUCED
+
+
+def test_two_halves_score():
+    """The exact field gives each half's own training images; the linear field nearly the same sample."""
+    split = image_split("digits", 400, seed=0, device="cpu", dtype=torch.float64)
+    result = compare_fields(split, [FieldSpec("exact"), FieldSpec("linear")], batch=16, steps=16)
+    exact, linear = result.by_label("exact"), result.by_label("linear")
+    assert exact.two_halves > 0.5, exact
+    assert linear.two_halves < 0.3, linear
+
+
+def test_two_classes_and_class_posterior():
+    data, labels = two_classes(400, 8, 4.0, generator=torch.Generator().manual_seed(0))
+    assert covariance_top_eigenvalue(data) == pytest.approx(17.0, rel=0.15)
+    assert labels.sum() == 200
+    curve = class_posterior_curve(data, labels, [0.0, 0.3, 0.99], batch=64, generator=torch.Generator().manual_seed(1))
+    assert curve[0] == pytest.approx(0.5, abs=1e-12)  # t = 0: uniform weights over balanced classes
+    assert curve[1] > 0.75 and curve[2] > 0.999
+
+
+def test_speciation_prediction_and_its_mutation(monkeypatch):
+    """Well-separated classes follow s_S = 1/sqrt(Lambda - 1); a map that forgets the square root must fail the rule."""
+    points = speciation_points([6.0], d=8, n=200, resamples=3, batch=64, grid_points=20)
+    assert 0.8 <= points[0].ratio <= 1.25
+    assert prediction_rule("speciation-prediction", points, "two classes").verdict is Verdict.REPRODUCED
+    monkeypatch.setattr(gf, "speciation_snr", lambda lam: 1.0 / (lam - 1.0))
+    wrong = speciation_points([6.0], d=8, n=200, resamples=3, batch=64, grid_points=20)
+    assert prediction_rule("speciation-prediction", wrong, "two classes").verdict is Verdict.NOT_REPRODUCED
+
+
+def signal_only_collapse_snr(n, d, sigma):
+    """A wrong SNR map: our t taken as OU's signal coefficient e^-tau (the noise coefficients not matched)."""
+    t = math.exp(-ou_collapse_time(n, d, sigma))
+    return t / (1 - t)
+
+
+def test_collapse_prediction_and_a_wrong_snr_map(monkeypatch):
+    """Gaussian data, d = 8: measured s* near sqrt(n^(2/d) - 1)/sigma; the signal-only map must fail the rule."""
+    grid = [("gaussian", 8, 100)]
+    points = collapse_points(grid, resamples=3, batch=64, device="cpu")
+    assert points[0].censored == 0 and 0.8 <= points[0].ratio <= 1.25
+    assert prediction_rule("collapse-prediction", points, "Gaussian").verdict is Verdict.REPRODUCED
+    monkeypatch.setattr(gf, "collapse_snr", signal_only_collapse_snr)
+    wrong = collapse_points(grid, resamples=3, batch=64, device="cpu")
+    assert prediction_rule("collapse-prediction", wrong, "Gaussian").verdict is Verdict.NOT_REPRODUCED
