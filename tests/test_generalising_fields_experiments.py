@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -160,11 +161,13 @@ def test_two_classes_and_class_posterior():
 
 def test_speciation_prediction_and_its_mutation(monkeypatch):
     """Well-separated classes follow s_S = 1/sqrt(Lambda - 1); a map that forgets the square root must fail the rule."""
-    points = speciation_points([6.0], d=8, n=200, resamples=3, batch=64, grid_points=20)
-    assert 0.8 <= points[0].ratio <= 1.25
-    assert prediction_rule("speciation-prediction", points, "two classes").verdict is Verdict.REPRODUCED
+    result = speciation_points([0.5, 6.0], d=32, n=200, resamples=3, batch=64, grid_points=20)
+    assert result.curves.shape == (2, 20) and result.top_eigenvalues[1] == pytest.approx(37.0, rel=0.2)
+    assert [p.family for p in result.inside()] == ["two classes, m = 6"]  # m = 0.5: collapse comes first
+    assert 0.8 <= result.inside()[0].ratio <= 1.25
+    assert prediction_rule("speciation-prediction", result.inside(), "two classes").verdict is Verdict.REPRODUCED
     monkeypatch.setattr(gf, "speciation_snr", lambda lam: 1.0 / (lam - 1.0))
-    wrong = speciation_points([6.0], d=8, n=200, resamples=3, batch=64, grid_points=20)
+    wrong = speciation_points([6.0], d=32, n=200, resamples=3, batch=64, grid_points=20).points
     assert prediction_rule("speciation-prediction", wrong, "two classes").verdict is Verdict.NOT_REPRODUCED
 
 
@@ -183,3 +186,29 @@ def test_collapse_prediction_and_a_wrong_snr_map(monkeypatch):
     monkeypatch.setattr(gf, "collapse_snr", signal_only_collapse_snr)
     wrong = collapse_points(grid, resamples=3, batch=64, device="cpu")
     assert prediction_rule("collapse-prediction", wrong, "Gaussian").verdict is Verdict.NOT_REPRODUCED
+
+
+def test_identities_checked_at_run_time_and_their_mutations(monkeypatch):
+    split = image_split("digits", 20, seed=2, device="cpu", dtype=torch.float64)
+    assert gf.whole_patch_gap(split) < 1e-10
+    assert gf.check_patch_sizes(split, [3, 15]) == [3, 15]
+    with pytest.raises(ValueError, match="larger than the image"):
+        gf.check_patch_sizes(split, [3, 17])
+    assert gf.snr_map_gap() < 1e-9
+    import fmlib.phase_times as phase_times
+
+    monkeypatch.setattr(phase_times, "ou_to_flow_time", lambda tau: math.exp(-tau))  # signal-only map
+    assert gf.snr_map_gap() > 1e-2
+
+
+def test_tables_and_figures(comparison):
+    table = gf.stats_table(comparison.stats)
+    assert list(table["field"]) == [s.label for s in comparison.stats]
+    fig = gf.figure_samples(comparison, (1, 8, 8), columns=4)
+    assert len(fig.axes) == 4 * (len(comparison.samples) + len(comparison.samples_b))
+    sweep = [(1.0, comparison.by_label("smoothed, sigma 1")), (0.0, comparison.by_label("exact"))]
+    gf.figure_sweep(sweep, [(3, comparison.by_label("patch 3x3"))], comparison.reference)
+    points = [point(0.9), point(1.1)]
+    result = gf.Speciation([point(1.0)], np.array([0.1, 0.5]), np.array([[0.5, 0.9]]), np.array([5.0]))
+    assert len(gf.points_table(points)) == 2
+    gf.figure_prediction(points, result)

@@ -38,7 +38,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from scipy import stats
 from torch import Tensor
 
@@ -60,17 +62,27 @@ __all__ = [
     "FieldSpec",
     "PredictionPoint",
     "SampleStats",
+    "Speciation",
     "Split",
     "build_field",
+    "check_patch_sizes",
     "class_posterior_curve",
     "collapse_points",
     "compare_fields",
     "creation_rule",
+    "figure_prediction",
+    "figure_samples",
+    "figure_sweep",
     "heldout_reference",
     "image_split",
+    "points_table",
     "prediction_rule",
+    "sample_stats",
+    "snr_map_gap",
     "speciation_points",
+    "stats_table",
     "two_classes",
+    "whole_patch_gap",
 ]
 
 FIELD_KINDS = ("exact", "smoothed", "patch", "linear")
@@ -235,12 +247,14 @@ class FieldComparison:
         samples: (B, d) samples of each field on half A, by label.
         reference: :func:`heldout_reference` of the split.
         noise: (B, d) the noises every field started from.
+        samples_b: the same on half B (empty without the two-halves test).
     """
 
     stats: list[SampleStats]
     samples: dict[str, Tensor] = field(repr=False)
     reference: SampleStats
     noise: Tensor = field(repr=False)
+    samples_b: dict[str, Tensor] = field(repr=False, default_factory=dict)
 
     def by_label(self, label: str) -> SampleStats:
         """The stats of the field called ``label``."""
@@ -265,16 +279,16 @@ def compare_fields(split: Split, specs: Sequence[FieldSpec], *, batch: int = 32,
     data = split.half_a
     noise = torch.randn(batch, data.shape[1], generator=generator, dtype=torch.float64).to(data)
     grid = time_grid(steps, spacing="quadratic")
-    results, samples = [], {}
+    results, samples, samples_b = [], {}, {}
     for spec in tqdm(specs, desc="fields", disable=not progress):
         on_a = integrate(build_field(spec, data, split.image_shape, n_samples=n_samples, seed=seed), noise, grid).x
         on_b = None
         if two_halves:
             field_b = build_field(spec, split.half_b, split.image_shape, n_samples=n_samples, seed=seed)
-            on_b = integrate(field_b, noise, grid).x
+            on_b = samples_b[spec.label] = integrate(field_b, noise, grid).x
         results.append(sample_stats(spec.label, on_a, split, on_b))
         samples[spec.label] = on_a
-    return FieldComparison(results, samples, heldout_reference(split), noise)
+    return FieldComparison(results, samples, heldout_reference(split), noise, samples_b)
 
 
 def creation_rule(claim: str, field_stats: SampleStats, exact: SampleStats, reference: SampleStats) -> Finding:
@@ -323,6 +337,8 @@ class PredictionPoint:
             (Student t on the logarithms; NaN with fewer than two usable resamples).
         censored: resamples whose measured time fell outside the grid (left out of the means).
         resamples: training sets drawn.
+        s_collapse: for a speciation point, the predicted collapse :math:`s_C` of the same data
+            (geometric mean; NaN otherwise): speciation is only a separate event when :math:`s_S < s_C`.
     """
 
     family: str
@@ -336,6 +352,7 @@ class PredictionPoint:
     high: float
     censored: int
     resamples: int
+    s_collapse: float = math.nan
 
     @property
     def t_measured(self) -> float:
@@ -348,8 +365,8 @@ class PredictionPoint:
         return self.s_predicted / (1.0 + self.s_predicted)
 
 
-def _point(family: str, d: int, n: int, scales: list[float], measured: list[float], predicted: list[float]
-           ) -> PredictionPoint:
+def _point(family: str, d: int, n: int, scales: list[float], measured: list[float], predicted: list[float],
+           collapse: list[float] | None = None) -> PredictionPoint:
     """Aggregate per-resample measured times (t, possibly censored at +-inf) and predicted s."""
     t = np.asarray(measured, dtype=np.float64)
     usable = np.isfinite(t)
@@ -360,8 +377,9 @@ def _point(family: str, d: int, n: int, scales: list[float], measured: list[floa
     if log_ratio.size >= 2:
         half = stats.t.ppf(0.975, log_ratio.size - 1) * log_ratio.std(ddof=1) / math.sqrt(log_ratio.size)
         low, high = float(np.exp(log_ratio.mean() - half)), float(np.exp(log_ratio.mean() + half))
+    s_collapse = _geometric_mean(np.asarray(collapse)) if collapse else math.nan
     return PredictionPoint(family, d, n, float(np.mean(scales)), _geometric_mean(s_meas), _geometric_mean(s_pred),
-                           ratio, low, high, int((~usable).sum()), len(measured))
+                           ratio, low, high, int((~usable).sum()), len(measured), s_collapse)
 
 
 def _geometric_mean(values: np.ndarray) -> float:
@@ -428,8 +446,29 @@ def class_posterior_curve(data: Tensor, labels: Tensor, ts: Sequence[float], *, 
     return np.asarray(curve)
 
 
+@dataclass(frozen=True)
+class Speciation:
+    """:func:`speciation_points`' result: the points, and the curves of the first training set.
+
+    Attributes:
+        points: one :class:`PredictionPoint` per mean norm.
+        ts: (T,) the time grid.
+        curves: (M, T) :func:`class_posterior_curve` of the first resample, per mean norm.
+        top_eigenvalues: (M,) :math:`\\Lambda` of those training sets.
+    """
+
+    points: list[PredictionPoint]
+    ts: np.ndarray = field(repr=False)
+    curves: np.ndarray = field(repr=False)
+    top_eigenvalues: np.ndarray = field(repr=False)
+
+    def inside(self) -> list[PredictionPoint]:
+        """The points where speciation is predicted before collapse (:math:`s_S < s_C`), the prediction's setting."""
+        return [p for p in self.points if p.s_predicted < p.s_collapse]
+
+
 def speciation_points(mean_norms: Sequence[float], *, d: int = 32, n: int = 400, resamples: int = 3,
-                      batch: int = 128, grid_points: int = 25, seed: int = 0) -> list[PredictionPoint]:
+                      batch: int = 128, grid_points: int = 25, seed: int = 0) -> Speciation:
     """Measured speciation against the prediction :math:`s_S = 1/\\sqrt{\\Lambda - 1}`, one point per mean norm.
 
     Measured: where :func:`class_posterior_curve` reaches :data:`SPECIATION_LEVEL`. Per resample a
@@ -437,19 +476,23 @@ def speciation_points(mean_norms: Sequence[float], *, d: int = 32, n: int = 400,
     of that training set's covariance (:func:`fmlib.phase_times.covariance_top_eigenvalue`).
     """
     ts = snr_grid(1e-3, 1e2, grid_points)
-    out = []
+    points, curves, tops = [], [], []
     for mean_norm in mean_norms:
-        scales, measured, predicted = [], [], []
+        scales, measured, predicted, collapse = [], [], [], []
         for r in range(check_positive_int(resamples, "resamples")):
             generator = torch.Generator().manual_seed(seed + r * RESAMPLE_SEED_STEP)
             data, labels = two_classes(n, d, mean_norm, generator=generator)
             lam = covariance_top_eigenvalue(data)
             curve = class_posterior_curve(data, labels, ts, batch=batch, generator=generator)
+            if r == 0:
+                curves.append(curve)
+                tops.append(lam)
             scales.append(lam)
             measured.append(crossing_time(ts, curve, SPECIATION_LEVEL))
             predicted.append(speciation_snr(lam))
-        out.append(_point(f"two classes, m = {mean_norm:g}", d, n, scales, measured, predicted))
-    return out
+            collapse.append(collapse_snr(n, d, math.sqrt(float(data.var(dim=0, unbiased=False).mean()))))
+        points.append(_point(f"two classes, m = {mean_norm:g}", d, n, scales, measured, predicted, collapse))
+    return Speciation(points, ts, np.stack(curves), np.asarray(tops))
 
 
 def prediction_rule(claim: str, points: Sequence[PredictionPoint], what: str) -> Finding:
@@ -479,3 +522,156 @@ def prediction_rule(claim: str, points: Sequence[PredictionPoint], what: str) ->
             "not reproduced: otherwise")
     verdict = Verdict.REPRODUCED if full else (Verdict.PARTLY if partial else Verdict.NOT_REPRODUCED)
     return Finding(claim, verdict, number, rule)
+
+
+# ------------------------------------------------------------------------------------------------
+# Identities the chapter checks at run time, and its tables and figures
+
+
+def check_patch_sizes(split: Split, sizes: Sequence[int]) -> list[int]:
+    """``sizes`` if each is a valid patch size for the split's images (a PatchField says why not, before any work)."""
+    for size in sizes:
+        PatchField(split.half_a, split.image_shape, size)
+    return list(sizes)
+
+
+def whole_patch_gap(split: Split, times: Sequence[float] = (0.2, 0.6, 0.95), batch: int = 8, seed: int = 0) -> float:
+    """Largest relative gap between the whole-image patch field at the same position and the exact closed form.
+
+    On paths of points of half A at ``times``; the two are the same function (module docstring of
+    :mod:`fmlib.local_fields`), so the gap is round-off.
+    """
+    data = split.half_a
+    whole = PatchField(data, split.image_shape, 2 * max(split.image_shape[1:]) - 1, equivariant=False)
+    exact = ClosedFormField(data)
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randint(data.shape[0], (batch,), generator=generator)
+    gap = 0.0
+    for t in times:
+        noise = torch.randn(batch, data.shape[1], generator=generator, dtype=torch.float64).to(data)
+        x = t * data[index] + (1.0 - t) * noise
+        reference = exact.posterior_mean(x, t)
+        gap = max(gap, float(((whole.posterior_mean(x, t) - reference).norm(dim=1) / reference.norm(dim=1)).max()))
+    return gap
+
+
+def snr_map_gap(taus: Sequence[float] = (0.1, 0.5, 1.5), *, n: int = 50, d: int = 16, seed: int = 0) -> float:
+    r"""Largest gap between the posterior log-weights under OU at :math:`\tau` and on our path at the mapped time.
+
+    Under OU, :math:`x_\tau = e^{-\tau} a + \sqrt{1 - e^{-2\tau}} z`, the weights are
+    :math:`\operatorname{softmax}_i(-\|x_\tau - e^{-\tau} y_i\|^2 / (2 (1 - e^{-2\tau})))`; on our
+    path at :math:`t` = :func:`fmlib.phase_times.ou_to_flow_time` of :math:`\tau` they are those of
+    the closed form at :math:`c\, x_\tau` (:func:`fmlib.phase_times.ou_to_flow_scale`). Equal when
+    the signal-to-noise ratios match (float64, Gaussian training points).
+    """
+    from fmlib.phase_times import ou_to_flow_scale, ou_to_flow_time
+
+    generator = torch.Generator().manual_seed(seed)
+    data = torch.randn(n, d, generator=generator, dtype=torch.float64)
+    exact = ClosedFormField(data)
+    gap = 0.0
+    for tau in taus:
+        decay, var = math.exp(-tau), -math.expm1(-2.0 * tau)
+        x = decay * data[:8] + math.sqrt(var) * torch.randn(8, d, generator=generator, dtype=torch.float64)
+        ou = torch.log_softmax(-((x[:, None] - decay * data[None]) ** 2).sum(-1) / (2.0 * var), dim=1)
+        ours = exact.log_weights(ou_to_flow_scale(tau) * x, ou_to_flow_time(tau))
+        gap = max(gap, float((ours - ou).abs().max()))
+    return gap
+
+
+def stats_table(items: Sequence[SampleStats]) -> pd.DataFrame:
+    """One row per field: copies with their interval, distances, ratio and two-halves score."""
+    return pd.DataFrame([{
+        "field": s.label, "copies": f"{s.copies}/{s.batch}", "copy fraction": round(s.copy_fraction, 3),
+        "95% low": round(s.copy_low, 3), "95% high": round(s.copy_high, 3),
+        "to training": round(s.nn_train, 2), "to held-out": round(s.nn_heldout, 2),
+        "ratio": round(s.ratio, 2), "two halves": round(s.two_halves, 2),
+    } for s in items])
+
+
+def points_table(points: Sequence[PredictionPoint]) -> pd.DataFrame:
+    """One row per prediction point: measured and predicted t, the ratio of s with its interval, censoring."""
+    return pd.DataFrame([{
+        "data": p.family, "d": p.d, "n": p.n, "t measured": round(p.t_measured, 3),
+        "t predicted": round(p.t_predicted, 3), "ratio": round(p.ratio, 2), "95% low": round(p.low, 2),
+        "95% high": round(p.high, 2), "censored": f"{p.censored}/{p.resamples}",
+    } for p in points])
+
+
+def figure_samples(comparison: FieldComparison, image_shape: Sequence[int], columns: int = 8) -> Figure:
+    """Samples from the same noises (columns): per field a row on half A and, below it, a row on half B."""
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for label, on_a in comparison.samples.items():
+        rows.append((f"{label} (A)", on_a))
+        if label in comparison.samples_b:
+            rows.append((f"{label} (B)", comparison.samples_b[label]))
+    columns = min(columns, comparison.noise.shape[0])
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.0 * columns + 2.2, 1.0 * len(rows)), squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        for c in range(columns):
+            axes[r, c].imshow(_as_image(images[c], image_shape), cmap="gray_r" if image_shape[0] == 1 else None)
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.subplots_adjust(left=0.22, wspace=0.05, hspace=0.08)
+    return fig
+
+
+def _as_image(row: Tensor, image_shape: Sequence[int]) -> np.ndarray:
+    """A flattened image in [-1, 1] as an (H, W) or (H, W, 3) array in [0, 1]."""
+    image = ((row.detach().double().cpu().reshape(*image_shape) + 1.0) / 2.0).clamp(0.0, 1.0)
+    return image[0].numpy() if image_shape[0] == 1 else image.permute(1, 2, 0).numpy()
+
+
+def figure_sweep(by_sigma: Sequence[tuple[float, SampleStats]], by_patch: Sequence[tuple[int, SampleStats]],
+                 reference: SampleStats) -> Figure:
+    """Copy fraction (with its interval) and the distance ratio against the smoothing sigma and the patch size."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for ax, sweep, name in ((axes[0], by_sigma, "smoothing sigma"), (axes[1], by_patch, "patch size P")):
+        x = np.array([v for v, _ in sweep], dtype=np.float64)
+        frac = np.array([s.copy_fraction for _, s in sweep])
+        err = np.array([[s.copy_fraction - s.copy_low for _, s in sweep],
+                        [s.copy_high - s.copy_fraction for _, s in sweep]])
+        ax.errorbar(x, frac, yerr=err, marker="o", capsize=3, label="copy fraction (95%)")
+        ax.plot(x, [min(s.ratio, 1.5) for _, s in sweep], marker="s", label="distance to training / to held-out")
+        ax.axhline(reference.ratio, color="gray", ls=":", label="held-out images' ratio")
+        ax.set_xlabel(name)
+    axes[0].set_ylabel("fraction, ratio")
+    axes[1].legend(fontsize=8, loc="center right")
+    fig.tight_layout()
+    return fig
+
+
+def figure_prediction(points: Sequence[PredictionPoint], speciation: Speciation) -> Figure:
+    """Left: measured against predicted s (collapse, speciation), the line of equality; right: speciation curves."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax = axes[0]
+    groups: dict[str, list[PredictionPoint]] = {}
+    for p in list(points) + list(speciation.points):
+        groups.setdefault(p.family.split(",")[0] + (f", d {p.d}" if p.family == "gaussian" else ""), []).append(p)
+    for name, group in groups.items():
+        ok = [p for p in group if math.isfinite(p.ratio)]
+        ax.scatter([p.s_predicted for p in ok], [p.s_measured for p in ok], label=name, s=28)
+    lims = np.array([0.05, 20.0])
+    ax.plot(lims, lims, color="gray", lw=1)
+    ax.fill_between(lims, 0.8 * lims, 1.25 * lims, color="gray", alpha=0.15, lw=0)
+    ax.set_xscale("log"), ax.set_yscale("log")
+    ax.set_xlabel("predicted s = t/(1-t)"), ax.set_ylabel("measured s")
+    ax.legend(fontsize=7, ncol=2)
+    ax = axes[1]
+    s = time_to_snr(speciation.ts)
+    for curve, lam, p in zip(speciation.curves, speciation.top_eigenvalues, speciation.points, strict=True):
+        label = p.family.removeprefix("two classes, ") + f", Lambda {lam:.1f}"
+        ax.plot(s * math.sqrt(max(lam - 1.0, 1e-12)), curve, label=label)
+    ax.axvline(1.0, color="gray", ls=":"), ax.axhline(SPECIATION_LEVEL, color="gray", ls="--", lw=1)
+    ax.set_xscale("log"), ax.set_xlim(1e-2, 1e2)
+    ax.set_xlabel("s sqrt(Lambda - 1)  (1 = predicted speciation)"), ax.set_ylabel("P(true class | x_t)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
