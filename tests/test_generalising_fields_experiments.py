@@ -212,3 +212,11 @@ def test_tables_and_figures(comparison):
     result = gf.Speciation([point(1.0)], np.array([0.1, 0.5]), np.array([[0.5, 0.9]]), np.array([5.0]))
     assert len(gf.points_table(points)) == 2
     gf.figure_prediction(points, result)
+
+
+def test_where_copying_stops():
+    sweep = [(0.0, stats(copies=64)), (0.5, stats(copies=30)), (1.0, stats(copies=2)), (2.0, stats(copies=0))]
+    assert gf.where_copying_stops(sweep) == 1.0
+    assert gf.where_copying_stops(sweep[:2]) != gf.where_copying_stops(sweep[:2])  # NaN: copying never stops
+    assert gf.where_copying_stops([(3, stats(copies=5)), (1, stats(copies=0))]) == 3.0
+    assert gf.where_copying_stops([(9, stats(copies=0)), (7, stats(copies=20)), (5, stats(copies=0))]) == 5.0

@@ -82,6 +82,7 @@ __all__ = [
     "speciation_points",
     "stats_table",
     "two_classes",
+    "where_copying_stops",
     "whole_patch_gap",
 ]
 
@@ -289,6 +290,18 @@ def compare_fields(split: Split, specs: Sequence[FieldSpec], *, batch: int = 32,
         results.append(sample_stats(spec.label, on_a, split, on_b))
         samples[spec.label] = on_a
     return FieldComparison(results, samples, heldout_reference(split), noise, samples_b)
+
+
+def where_copying_stops(sweep: Sequence[tuple[float, SampleStats]], *, stop: float = 0.1) -> float:
+    """The first value of ``sweep`` (in its order) from which the copy fraction stays at most ``stop``; NaN if none.
+
+    Order a smoothing sweep by increasing sigma and a patch sweep by decreasing patch size: the
+    value returned is then the least smoothing (the largest patch) at which copying has stopped.
+    """
+    values = [value for value, _ in sweep]
+    copying = [s.copy_fraction > stop for _, s in sweep]
+    last = max((k for k, c in enumerate(copying) if c), default=-1)
+    return float(values[last + 1]) if last + 1 < len(values) else math.nan
 
 
 def creation_rule(claim: str, field_stats: SampleStats, exact: SampleStats, reference: SampleStats) -> Finding:
@@ -641,7 +654,7 @@ def figure_sweep(by_sigma: Sequence[tuple[float, SampleStats]], by_patch: Sequen
         ax.axhline(reference.ratio, color="gray", ls=":", label="held-out images' ratio")
         ax.set_xlabel(name)
     axes[0].set_ylabel("fraction, ratio")
-    axes[1].legend(fontsize=8, loc="center right")
+    axes[1].legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
 
