@@ -220,3 +220,9 @@ def test_where_copying_stops():
     assert gf.where_copying_stops(sweep[:2]) != gf.where_copying_stops(sweep[:2])  # NaN: copying never stops
     assert gf.where_copying_stops([(3, stats(copies=5)), (1, stats(copies=0))]) == 3.0
     assert gf.where_copying_stops([(9, stats(copies=0)), (7, stats(copies=20)), (5, stats(copies=0))]) == 5.0
+
+
+def test_ratio_range():
+    assert gf.ratio_range([point(0.5), point(math.nan, censored=3), point(0.96)]) == "0.50 to 0.96"
+    assert gf.ratio_range([point(0.7)]) == "0.70"
+    assert gf.ratio_range([point(math.nan, censored=3)]) == "no point measured"

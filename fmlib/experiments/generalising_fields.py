@@ -77,6 +77,7 @@ __all__ = [
     "image_split",
     "points_table",
     "prediction_rule",
+    "ratio_range",
     "sample_stats",
     "snr_map_gap",
     "speciation_points",
@@ -302,6 +303,14 @@ def where_copying_stops(sweep: Sequence[tuple[float, SampleStats]], *, stop: flo
     copying = [s.copy_fraction > stop for _, s in sweep]
     last = max((k for k, c in enumerate(copying) if c), default=-1)
     return float(values[last + 1]) if last + 1 < len(values) else math.nan
+
+
+def ratio_range(points: Sequence[PredictionPoint]) -> str:
+    """The range of the finite ratios of ``points`` as text ("0.52 to 0.96"), or "no point measured"."""
+    ratios = [p.ratio for p in points if math.isfinite(p.ratio)]
+    if not ratios:
+        return "no point measured"
+    return f"{min(ratios):.2f}" if len(ratios) == 1 else f"{min(ratios):.2f} to {max(ratios):.2f}"
 
 
 def creation_rule(claim: str, field_stats: SampleStats, exact: SampleStats, reference: SampleStats) -> Finding:
