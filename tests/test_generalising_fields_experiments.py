@@ -226,3 +226,39 @@ def test_ratio_range():
     assert gf.ratio_range([point(0.5), point(math.nan, censored=3), point(0.96)]) == "0.50 to 0.96"
     assert gf.ratio_range([point(0.7)]) == "0.70"
     assert gf.ratio_range([point(math.nan, censored=3)]) == "no point measured"
+
+
+def test_r_squared():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(50, 4, generator=g, dtype=torch.float64)
+    assert gf.r_squared(y, y) == 1.0
+    assert gf.r_squared(y.mean(0).expand_as(y), y) == pytest.approx(0.0, abs=1e-12)
+    assert gf.r_squared(-y, y) < -1.0  # a negated field explains nothing
+
+
+class _Negated:
+    def __init__(self, field):
+        self.field = field
+
+    def velocity(self, x, t):
+        return -self.field.velocity(x, t)
+
+
+def test_agreement_with_a_network_that_is_a_field(comparison):
+    """A 'network' equal to the exact field: r^2 = 1 for the exact field; negated, it fails (mutation)."""
+    split = image_split("digits", 30, seed=0, device="cpu", dtype=torch.float64)
+    specs = [FieldSpec("exact"), FieldSpec("linear")]
+    network = gf.build_field(FieldSpec("exact"), split.half_a, split.image_shape)
+    good = gf.agreement_with_network(split, specs, network, [0.2, 0.7], batch=16)
+    assert good.velocity.shape == (2, 2) and np.allclose(good.velocity[0], 1.0) and np.allclose(good.denoiser[0], 1.0)
+    bad = gf.agreement_with_network(split, specs, _Negated(network), [0.2, 0.7], batch=16)
+    assert (bad.velocity[0] < 0).all()
+    gf.figure_agreement(good)
+
+
+def test_train_network_is_stored_and_reused(results_store):
+    split = image_split("digits", 20, seed=0, device="cpu")
+    first = gf.train_network(split, steps=5, batch_size=8, device="cpu")
+    again = gf.train_network(split, steps=5, batch_size=8, device="cpu")
+    assert not first.loaded and again.loaded and again.key == first.key
+    assert first.field().velocity(split.heldout[:3], 0.5).shape == (3, 64)

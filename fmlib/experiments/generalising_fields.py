@@ -14,9 +14,10 @@ Three parts, each a function returning dataclasses, and the verdict rules of the
      of their ratio: about 0 for copies, about 1 for a new draw from the data distribution (the
      held-out set has as many points as A; :func:`heldout_reference` measures the ratio for the
      held-out points themselves);
-   * the two-halves score: the median distance between the samples of the fields built on A and on
-     B from the same noise, over the median distance between samples of A from different noises
-     (0: the two halves give the same sample; about 1: unrelated samples).
+   * the two-halves score of Kadkhodaie et al. (:func:`fmlib.generalisation.two_halves_agreement`):
+     the median distance between the samples of the fields built on A and on B from the same
+     noise, over the median distance between samples of different noises (0: the two halves give
+     the same sample; about 1: unrelated samples).
 
 2. **Prediction against measurement** (:func:`collapse_points`, :func:`speciation_points`). The
    collapse time of Biroli et al. mapped to our path (:func:`fmlib.phase_times.collapse_snr`,
@@ -49,27 +50,32 @@ from fmlib.closed_form import ClosedFormField
 from fmlib.data import DATASETS, make_dataset
 from fmlib.experiments.stochastic_target import measure_point
 from fmlib.experiments.verdicts import Finding, Verdict
+from fmlib.generalisation import two_halves_agreement
 from fmlib.local_fields import LinearField, PatchField, SmoothedField
 from fmlib.neighbours import copy_fraction, nearest_indices
 from fmlib.ode import integrate, time_grid
 from fmlib.path import snr_grid, time_to_snr
 from fmlib.phase_times import collapse_snr, covariance_top_eigenvalue, speciation_snr
 from fmlib.stats import binomial_limits, crossing_time
+from fmlib.train import TrainConfig, TrainedModel, train_or_load
 
 __all__ = [
     "FIELD_KINDS",
+    "Agreement",
     "FieldComparison",
     "FieldSpec",
     "PredictionPoint",
     "SampleStats",
     "Speciation",
     "Split",
+    "agreement_with_network",
     "build_field",
     "check_patch_sizes",
     "class_posterior_curve",
     "collapse_points",
     "compare_fields",
     "creation_rule",
+    "figure_agreement",
     "figure_prediction",
     "figure_samples",
     "figure_sweep",
@@ -77,11 +83,13 @@ __all__ = [
     "image_split",
     "points_table",
     "prediction_rule",
+    "r_squared",
     "ratio_range",
     "sample_stats",
     "snr_map_gap",
     "speciation_points",
     "stats_table",
+    "train_network",
     "two_classes",
     "where_copying_stops",
     "whole_patch_gap",
@@ -215,11 +223,7 @@ def sample_stats(label: str, samples: Tensor, split: Split, other: Tensor | None
     copies = round(copy_fraction(samples, split.half_a) * batch)
     low, high = binomial_limits(copies, batch, 0.025)
     to_train, to_heldout = _nearest_distance(samples, split.half_a), _nearest_distance(samples, split.heldout)
-    two_halves = math.nan
-    if other is not None and batch > 1:
-        between = float((samples - other).norm(dim=1).median())
-        within = float((samples - samples.roll(1, dims=0)).norm(dim=1).median())
-        two_halves = between / within if within > 0 else math.nan
+    two_halves = two_halves_agreement(samples, other).relative if other is not None and batch > 1 else math.nan
     return SampleStats(
         label, copies, batch, copies / batch, float(low), float(high), float(to_train.median()),
         float(to_heldout.median()), float((to_train / to_heldout).median()), two_halves,
@@ -338,6 +342,80 @@ def creation_rule(claim: str, field_stats: SampleStats, exact: SampleStats, refe
             "field; not reproduced: otherwise")
     verdict = Verdict.REPRODUCED if full else (Verdict.PARTLY if fewer else Verdict.NOT_REPRODUCED)
     return Finding(claim, verdict, number, rule)
+
+
+# ------------------------------------------------------------------------------------------------
+# Against a trained network
+
+
+def train_network(split: Split, *, net: str = "mlp", steps: int = 2000, batch_size: int = 128, lr: float = 1e-3,
+                  seed: int = 0, device: str = "auto", progress: bool = False) -> TrainedModel:
+    """A velocity network trained with the CFM loss on half A (:func:`fmlib.train.train_or_load`: stored, reused).
+
+    ``net`` is ``"mlp"`` (:class:`fmlib.nets.VelocityMLP`, defaults) or ``"unet"``
+    (:class:`fmlib.nets.VelocityUNet` with the split's channels and two levels).
+    """
+    net = check_choice(net, ("mlp", "unet"), "net")
+    options: dict[str, object] = {}
+    if net == "unet":
+        options = {"channels": split.image_shape[0], "block_channels": (32, 64)}
+    config = TrainConfig(net=net, net_options=options, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    return train_or_load(config, split.half_a.float(), device=device, progress=progress)
+
+
+def r_squared(prediction: Tensor, target: Tensor) -> float:
+    r"""Coefficient of determination of ``target`` (B, d) by ``prediction`` (B, d), pooled over coordinates.
+
+    .. math:: r^2 = 1 - \frac{\sum_{b, j} (p_{bj} - y_{bj})^2}{\sum_{b, j} (y_{bj} - \bar y_j)^2}
+
+    with :math:`\bar y_j` the mean of coordinate j over the batch: 1 for a perfect prediction, 0 for
+    the batch mean, negative below.
+    """
+    target, prediction = target.double(), prediction.double()
+    total = float((target - target.mean(dim=0)).square().sum())
+    return 1.0 - float((prediction - target).square().sum()) / total if total > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """:func:`agreement_with_network`: r^2 of the network's velocity (and denoiser) by each field, per time.
+
+    Attributes:
+        ts: (T,) times.
+        labels: the fields, in order.
+        velocity: (F, T) r^2 of the network's velocity by each field's velocity.
+        denoiser: (F, T) the same for the denoisers :math:`D = x + (1 - t) u`.
+    """
+
+    ts: np.ndarray
+    labels: list[str]
+    velocity: np.ndarray
+    denoiser: np.ndarray
+
+
+def agreement_with_network(split: Split, specs: Sequence[FieldSpec], network: object, ts: Sequence[float], *,
+                           batch: int = 128, n_samples: int = 8, seed: int = 0) -> Agreement:
+    r"""How well each field (built on half A) predicts the network, at points on paths of held-out images.
+
+    At each t, :math:`x_t = t\, y + (1 - t)\, z` with y drawn from the held-out set and
+    :math:`z \sim N(0, I)` (the same draws at every t); :func:`r_squared` of the network's velocity
+    (``network.velocity``) by the field's, and of the denoisers.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    held = split.heldout
+    index = torch.randint(held.shape[0], (check_positive_int(batch, "batch"),), generator=generator)
+    noise = torch.randn(batch, held.shape[1], generator=generator, dtype=torch.float64).to(held)
+    fields = [build_field(spec, split.half_a, split.image_shape, n_samples=n_samples, seed=seed) for spec in specs]
+    velocity = np.empty((len(specs), len(ts)))
+    denoiser = np.empty_like(velocity)
+    for k, t in enumerate(ts):
+        x = t * held[index] + (1.0 - t) * noise
+        target = network.velocity(x, float(t))
+        for f, field_ in enumerate(fields):
+            u = field_.velocity(x, float(t))
+            velocity[f, k] = r_squared(u, target)
+            denoiser[f, k] = r_squared(x + (1.0 - t) * u, x + (1.0 - t) * target)
+    return Agreement(np.asarray(ts, dtype=np.float64), [spec.label for spec in specs], velocity, denoiser)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -694,6 +772,21 @@ def figure_prediction(points: Sequence[PredictionPoint], speciation: Speciation)
     ax.axvline(1.0, color="gray", ls=":"), ax.axhline(SPECIATION_LEVEL, color="gray", ls="--", lw=1)
     ax.set_xscale("log"), ax.set_xlim(1e-2, 1e2)
     ax.set_xlabel("s sqrt(Lambda - 1)  (1 = predicted speciation)"), ax.set_ylabel("P(true class | x_t)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_agreement(agreement: Agreement) -> Figure:
+    """r^2 of the network's velocity (solid) and denoiser (dashed) by each field, against t."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for k, label in enumerate(agreement.labels):
+        line = ax.plot(agreement.ts, agreement.velocity[k], marker="o", label=label)[0]
+        ax.plot(agreement.ts, agreement.denoiser[k], ls="--", color=line.get_color())
+    ax.set_ylim(max(-0.5, float(np.nanmin([agreement.velocity, agreement.denoiser])) - 0.05), 1.02)
+    ax.set_xlabel("t"), ax.set_ylabel("r^2 (solid: velocity, dashed: denoiser)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
