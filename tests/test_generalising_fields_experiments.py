@@ -262,3 +262,11 @@ def test_train_network_is_stored_and_reused(results_store):
     again = gf.train_network(split, steps=5, batch_size=8, device="cpu")
     assert not first.loaded and again.loaded and again.key == first.key
     assert first.field().velocity(split.heldout[:3], 0.5).shape == (3, 64)
+
+
+def test_prediction_parameters_are_checked_before_work():
+    gf.check_prediction_parameters([8, 32], 32, [1.0, 4.0], 32, 400)
+    with pytest.raises(ValueError, match="theory_min_d"):
+        gf.check_prediction_parameters([2, 8], 32, [4.0], 32, 400)
+    with pytest.raises(ValueError, match="mean_norms"):
+        gf.check_prediction_parameters([32], 32, [0.5, 1.0], 32, 400)

@@ -71,6 +71,7 @@ __all__ = [
     "agreement_with_network",
     "build_field",
     "check_patch_sizes",
+    "check_prediction_parameters",
     "class_posterior_curve",
     "collapse_points",
     "compare_fields",
@@ -633,6 +634,23 @@ def check_patch_sizes(split: Split, sizes: Sequence[int]) -> list[int]:
     for size in sizes:
         PatchField(split.half_a, split.image_shape, size)
     return list(sizes)
+
+
+def check_prediction_parameters(collapse_dims: Sequence[int], theory_min_d: int, mean_norms: Sequence[float],
+                                speciation_d: int, speciation_n: int) -> None:
+    """ValueError, before any work, when part 3 could not judge its predictions.
+
+    The collapse needs a Gaussian dimension of at least ``theory_min_d``; the speciation a mean norm
+    m whose predicted speciation comes clearly before the predicted collapse for the population
+    (:math:`1/m < 0.8\\, s_C` with :math:`\\sigma^2 = 1 + m^2/d`; the rule uses the training sets' own values).
+    """
+    if not any(d >= theory_min_d for d in collapse_dims):
+        raise ValueError(f"collapse_dims={list(collapse_dims)} has no dimension >= theory_min_d={theory_min_d}, "
+                         "where the collapse prediction is judged; add one or lower theory_min_d")
+    if not any(m > 0 and 1.0 / m < 0.8 * collapse_snr(speciation_n, speciation_d, math.sqrt(1.0 + m * m / speciation_d))
+               for m in mean_norms):
+        raise ValueError(f"no mean norm in mean_norms={list(mean_norms)} separates the classes before the collapse for "
+                         f"speciation_n={speciation_n}, speciation_d={speciation_d}; add a larger one (e.g. 4)")
 
 
 def whole_patch_gap(split: Split, times: Sequence[float] = (0.2, 0.6, 0.95), batch: int = 8, seed: int = 0) -> float:
