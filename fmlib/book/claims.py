@@ -26,6 +26,8 @@ _GAO = "Gao & Li (arXiv 2410.23594)"
 _BERTRAND = "Bertrand et al. (arXiv 2506.03719)"
 _REU = "Reu et al. (arXiv 2510.18118)"
 _BIROLI = "Biroli et al. (Nat. Commun. 2024)"
+_SCARVELIS = "Scarvelis et al. (arXiv 2310.12395)"
+_KAMB = "Kamb & Ganguli (arXiv 2412.20292)"
 
 CLAIMS: dict[str, Claim] = {
     "closed-form": Claim(
@@ -130,5 +132,27 @@ CLAIMS: dict[str, Claim] = {
     "noise-generalises": Claim(
         _REU, "noisy interpolant, sigma = 0.05",
         "A little interpolant noise breaks the pairing's bijection and restores generalisation.",
+    ),
+    "smoothing-creates": Claim(
+        _SCARVELIS, "abstract (smoothed closed-form diffusion models)",
+        "Smoothing the closed-form score gives a training-free model that generates novel samples, where the "
+        "unsmoothed closed form only reproduces its training data.",
+    ),
+    "patch-creates": Claim(
+        _KAMB, "abstract (equivariant local score machine)",
+        "Locality and equivariance prevent the optimal (memorising) denoiser: the resulting training-free local "
+        "score machines create novel images, mosaics of local training patches.",
+    ),
+    "collapse-prediction": Claim(
+        _BIROLI, "collapse time for Gaussian data, large d (formula as rendered in issue 17; text not read here)",
+        "For n i.i.d. N(0, sigma^2 I_d) data points, d large at fixed log(n)/d, the backward dynamics collapses onto "
+        "the training points at OU time tau_C = 1/2 log(1 + sigma^2/(n^(2/d) - 1)); on our path, by matching "
+        "signal-to-noise ratios, t_C/(1 - t_C) = sqrt(n^(2/d) - 1)/sigma.",
+    ),
+    "speciation-prediction": Claim(
+        _BIROLI, "speciation time (abstract: from a spectral analysis of the correlation matrix; formula as "
+        "rendered in issue 17)",
+        "The class structure appears at OU time tau_S = 1/2 log Lambda, Lambda the largest eigenvalue of the data "
+        "covariance; on our path t_S/(1 - t_S) = 1/sqrt(Lambda - 1).",
     ),
 }
