@@ -122,7 +122,11 @@ class Ordered:
         return f"{self.low} {'<' if self.strict else '<='} {self.high}"
 
     def check(self, values: dict[str, Any]) -> None:
-        low, high = values[self.low], values[self.high]
+        for low in _each(values[self.low]):
+            for high in _each(values[self.high]):
+                self._check_pair(low, high)
+
+    def _check_pair(self, low: Any, high: Any) -> None:
         if low < high or (low == high and not self.strict):
             return
         relation = "below" if self.strict else "at most"
