@@ -17,7 +17,7 @@ COLUMNS = ("verdict", "paper", "where", "claim", "number", "chapter")
 
 
 def fake_run(tmp_path: Path, name: str, claims: dict[str, dict[str, str]], **results: object) -> RunResult:
-    """A stored run of chapter ``name`` whose results.json holds ``claims`` (as record_claim writes them)."""
+    """A stored run of chapter ``name`` whose results.json holds ``claims`` (as record_finding writes them)."""
     path = tmp_path / name / "0123456789ab"
     path.mkdir(parents=True)
     (path / "results.json").write_text(json.dumps({"claims": claims, **results}))
@@ -41,19 +41,19 @@ def test_without_runs_every_claim_has_a_row_not_checked_yet():
 
 def test_verdicts_come_from_the_runs_and_unchecked_claims_stay(tmp_path):
     checked = {"closed-form": {"number": "max error 1e-15", "verdict": "reproduced"},
-               "concentration": {"number": "bound holds at 3 of 4 times", "verdict": "partly"}}
+               "concentration": {"number": "bound holds at 3 of 4 times", "verdict": "partly reproduced"}}
     rows = {row["id"]: row for row in ledger_rows([fake_run(tmp_path, "01_closed_form", checked, slope=-0.5)])}
     assert len(rows) == len(CLAIMS)
     assert rows["closed-form"]["verdict"] == "reproduced"
     assert rows["closed-form"]["number"] == "max error 1e-15"
     assert rows["closed-form"]["chapter"] == "{doc}`01_closed_form`"
-    assert rows["concentration"]["verdict"] == "partly"
+    assert rows["concentration"]["verdict"] == "partly reproduced"
     unchecked = [claim_id for claim_id, row in rows.items() if row["verdict"] == "not checked yet"]
     assert sorted(unchecked) == sorted(set(CLAIMS) - set(checked))
 
 
 def test_a_later_run_overrides_and_unknown_claims_are_ignored(tmp_path):
-    first = fake_run(tmp_path, "01_closed_form", {"span": {"number": "1e-3", "verdict": "partly"}})
+    first = fake_run(tmp_path, "01_closed_form", {"span": {"number": "1e-3", "verdict": "partly reproduced"}})
     second = fake_run(tmp_path, "02_concentration", {"span": {"number": "1e-12", "verdict": "reproduced"},
                                                      "no-such-claim": {"number": "1", "verdict": "reproduced"}})
     rows = ledger_rows([first, second])
@@ -100,3 +100,29 @@ def test_the_page_is_written_atomically(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         write_ledger_page([run], page_path)
     assert page_path.read_text() == before, "an interrupted write must leave the old page whole"
+
+
+def test_the_ledger_shows_each_verdict_a_rule_computes_from_contrary_numbers(tmp_path, monkeypatch):
+    """Rules fed numbers that give each outcome, recorded as a chapter records them: the page shows all three."""
+    from fmlib.book.report import record_finding
+    from fmlib.experiments.concentration import concentration_rule
+    from fmlib.experiments.stochastic_target import collapse_time_rule, losses_equivalence_rule
+    from fmlib.experiments.verdicts import Verdict
+    from tests.test_concentration_experiments import HOLDS
+    from tests.test_stochastic_target_experiments import exponents
+
+    findings = [
+        losses_equivalence_rule({"gaussian": ([8, 64, 512], [0.4, 0.2, 0.05]), "digits": ([64], [0.08])}),
+        concentration_rule(HOLDS),  # the reconstruction holds, the paper's statement could not be read
+        collapse_time_rule(exponents(alpha=(1.0, 0.9, 1.1), beta_n=(1.0, 0.9, 1.1), beta_d=(0.2, 0.1, 0.3))),
+    ]
+    assert {f.verdict for f in findings} == set(Verdict)
+    path = tmp_path / "01_closed_form" / "0123456789ab"
+    path.mkdir(parents=True)
+    monkeypatch.setenv("FMLIB_OUTPUT_DIR", str(path))
+    for finding in findings:
+        record_finding(finding)
+    page_path = tmp_path / "claims_ledger.md"
+    write_ledger_page([RunResult("01_closed_form", path, {}, executed=True)], page_path)
+    verdicts = {row[0] for row in table_rows(page_path.read_text())}
+    assert {"reproduced", "partly reproduced", "not reproduced", "not checked yet"} <= verdicts

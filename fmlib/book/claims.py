@@ -1,8 +1,9 @@
 """The claims of the sources that the book checks, typed once; verdicts come from the chapters' runs.
 
-Each chapter records its verdict on a claim with :func:`fmlib.book.report.record_claim`; the claims
-ledger page (:mod:`fmlib.book.ledger`) joins this catalogue with those verdicts. A claim no run has
-checked stays in the ledger, marked "not checked yet". Where the sources' numbering differs
+Each chapter records the :class:`~fmlib.experiments.verdicts.Finding` of a claim's rule with
+:func:`fmlib.book.report.record_finding`; the claims ledger page (:mod:`fmlib.book.ledger`) joins
+this catalogue with those verdicts. A claim no run has checked stays in the ledger, marked "not
+checked yet". Where the sources' numbering differs
 between versions (see ``shared/notes``), ``where`` describes the content.
 """
 

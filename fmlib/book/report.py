@@ -32,7 +32,6 @@ __all__ = [
     "format_cell",
     "output_dir",
     "record",
-    "record_claim",
     "record_figure",
     "record_finding",
     "record_table",
@@ -218,30 +217,6 @@ def record_table(key: str, table: pd.DataFrame, *, display: bool = False) -> pd.
         table.to_csv(out / "tables" / f"{key}.csv", index=False)
     glue(key, _TableView(table), display=display)
     return table
-
-
-def record_claim(claim_id: str, number: str, verdict: str) -> None:
-    """Record this run's verdict on a claim of :data:`fmlib.book.claims.CLAIMS` for the claims ledger.
-
-    Args:
-        claim_id: a key of ``fmlib.book.claims.CLAIMS``.
-        number: our measured number(s), as the ledger should print them.
-        verdict: one of :data:`VERDICTS`.
-    """
-    from fmlib.book.claims import CLAIMS
-
-    if claim_id not in CLAIMS:
-        raise ValueError(f"claim_id {claim_id!r} is not in fmlib.book.claims.CLAIMS; add it there first")
-    verdict = {"partly": Verdict.PARTLY.value}.get(verdict, verdict)
-    if verdict not in VERDICTS:
-        raise ValueError(f"verdict {verdict!r} must be one of {', '.join(VERDICTS)}")
-    out = output_dir()
-    if out is None:
-        return
-    path = out / "results.json"
-    results = json.loads(path.read_text()) if path.exists() else {}
-    results.setdefault("claims", {})[claim_id] = {"number": number, "verdict": verdict}
-    write_json_atomic(path, results)
 
 
 def record_finding(finding: Finding, *, display: bool = False) -> Finding:
