@@ -37,10 +37,14 @@ def test_chapter_runs_with_tiny_parameters(quick_run):
 
 @pytest.mark.slow
 def test_second_run_loads_the_stored_networks(quick_run, quick_store):
-    """The five networks of the quick run are stored once; a rerun with other sampling loads them, retrains none."""
+    """The networks of the quick run are stored once; a rerun with other sampling loads them, retrains none.
+
+    The session's store is shared with the other chapters' quick runs (chapters 5 to 7 train too), so
+    the test compares the whole checkpoint folder before and after the rerun: nothing new, nothing rewritten.
+    """
     quick_run(CHAPTER)
     stored = {path: path.stat().st_mtime_ns for path in (quick_store / "checkpoints").glob("*/model.pt")}
-    assert len(stored) == 5  # 2 halves x M in {1, 4} at n = 30, and n = 10; n = 30 CFM is shared by all sections
+    assert len(stored) >= 5  # chapter 4 alone: 2 halves x M in {1, 4} at n = 30, and n = 10
     params = {**quick_parameters(find_chapter(CHAPTER)), "n_noises": 16}
     with results_at(quick_store):
         run_chapter(CHAPTER, params, progress=False)
