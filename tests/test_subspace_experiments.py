@@ -118,13 +118,14 @@ def test_off_subspace_decay_rule_refuses_nan():
         off_subspace_decay_rule(float("nan"), 0.5, 0.1)
 
 
-def found(copies: bool, general: bool):
-    """Generalisation measured on samples that copy the training points or are fresh points of the law."""
+def found(copies: bool, general: bool, scale: float = 1.0):
+    """Generalisation measured on samples that copy the training points or are fresh points of the law
+    (``scale`` > 1: fresh points blown up, off the data law)."""
     generator = torch.Generator().manual_seed(0)
     points = make_dataset("subspace", 90, d=10, k=3, generator=generator, device="cpu", dtype=torch.float64)
     train, held_out = points[:30], points[30:60]
     near = train[:20] + 1e-4 * torch.randn(20, 10, generator=generator, dtype=torch.float64)
-    far = points[60:80]
+    far = scale * points[60:80]
     samples = torch.cat([near if copies else far, far if general else near])
     return summarise(samples, train, held_out)
 
@@ -138,6 +139,14 @@ def found(copies: bool, general: bool):
 ])
 def test_osdnet_rule(osd, mlp, gen, verdict):
     assert osdnet_rule(osd, mlp, found(*gen)).verdict is verdict
+
+
+def test_osdnet_rule_mutation_samples_off_the_data_law_do_not_generalise():
+    """Mutation: an in-span network that blows its samples up (x 10) neither copies nor generalises."""
+    blown = found(False, True, scale=10.0)
+    assert blown.copy_fraction == 0.0 and blown.distances.ratio > 2.0
+    assert osdnet_rule(0.01, 0.5, blown).verdict is Verdict.PARTLY
+    assert osdnet_rule(0.5, 0.4, blown).verdict is Verdict.NOT_REPRODUCED
 
 
 def bound_result(distance, certified, estimated) -> TeacherStudent:
