@@ -212,6 +212,20 @@ def test_teacher_student_bound_on_linear_fields_and_the_ignored_error_mutation()
         teacher_student_rule(ignored)
 
 
+@pytest.mark.parametrize("factor", [0.0, 0.25])
+def test_teacher_student_stops_when_l_is_not_an_upper_bound(factor):
+    """Mutation: a 'Lipschitz constant' below the student's true one (0, or a quarter of ||A||), through
+    :func:`teacher_student`, the chapter's path: some trajectory exceeds the bound and the run stops."""
+    generator = torch.Generator().manual_seed(1)
+    a = torch.randn(4, 4, generator=generator, dtype=torch.float64)
+    c = 0.1 * torch.randn(4, generator=generator, dtype=torch.float64)
+    x0 = torch.randn(32, 4, generator=generator, dtype=torch.float64)
+    lipschitz = factor * float(torch.linalg.matrix_norm(a, 2))
+    result = teacher_student(LinearTeacher(a), Linear(a, c), x0, time_grid(40), lipschitz)
+    with pytest.raises(ClaimBroken, match="teacher-student-bound"):
+        teacher_student_rule(result)
+
+
 class TimeMLP(nn.Module):
     def __init__(self, d: int):
         super().__init__()
