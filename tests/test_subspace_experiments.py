@@ -95,6 +95,23 @@ def test_span_law_check_stops_a_broken_field(problem, mutant):
         span_ode_law_rule({"euler": law.law_deviation}, {"euler": float(law.sample_ratio.max())})
 
 
+def test_span_law_is_blind_to_the_weights(problem):
+    """What the chapter says the check does NOT test: any denoiser in the span (here the plain data mean,
+    weights ignored) keeps the law exactly, so a weight bug cannot be caught by it."""
+    y, basis, x0 = problem
+
+    class MeanDenoiser:
+        def velocity(self, x, t):
+            return (y.mean(0) - x) / (1 - t)
+
+        def posterior_mean(self, x, t):
+            return y.mean(0).expand_as(x)
+
+    law = off_span_trajectories(MeanDenoiser(), x0, time_grid(30), basis)
+    assert span_ode_law_rule({"euler": law.law_deviation}, {"euler": float(law.sample_ratio.max())}).verdict \
+        is Verdict.REPRODUCED
+
+
 def test_off_span_refuses_a_basis_of_another_dimension(problem):
     y, basis, x0 = problem
     with pytest.raises(ValueError, match="must match"):
