@@ -264,6 +264,31 @@ def test_certified_mlp_lipschitz_dominates_the_jacobian_estimate():
         mlp_lipschitz(net, 40, "silu")
 
 
+def test_mutation_wrong_sign_of_a_in_osdnet_changes_the_decay_verdict(tmp_path, monkeypatch):
+    """A sign error in OSDNet's forward (+a(t) P x written as -a(t) P x): training absorbs it (b learns +1, so the
+    samples still leave no off-span part), and only the coefficient the chapter reads tells it: not reproduced."""
+    import fmlib.osdnet
+    from fmlib.experiments.subspace import ModuleField
+    from fmlib.train import TrainConfig, train_or_load
+
+    def negated(self, x, t):
+        u = self.basis.to(x.dtype)
+        scaled = -self.off_span_rate(t).to(x.dtype) * x
+        return self.inner(x @ u, t) @ u.T + scaled - (scaled @ u) @ u.T
+
+    monkeypatch.setattr(fmlib.osdnet.OSDNet, "forward", negated)
+    setup = make_setup("subspace", 32, 8, d=6, k=2, seed=0)
+    config = TrainConfig(net="osdnet", net_options={"basis": setup.basis.tolist(), "width": 8, "knots": 5},
+                         steps=300, batch_size=64, lr=1e-2)
+    model = train_or_load(config, setup.train, store=tmp_path, device="cpu", progress=False)
+    curve = coefficient_curve(model, np.linspace(0.0, 0.75, 4))
+    off = off_span_trajectories(ModuleField(model.ema), torch.randn(16, 6), time_grid(20), setup.basis)
+    ratio = float(np.median(off.sample_ratio))
+    assert ratio < 0.05, "the samples decay: the off-span ratio alone cannot see the bug"
+    finding = off_subspace_decay_rule(ratio, 0.5, float(np.abs(curve + 1).max()))
+    assert finding.verdict is not Verdict.REPRODUCED
+
+
 # --- set-up, laws of every solver, the training grid ------------------------------------------------
 
 def test_make_setup_checks_k_before_any_work_and_measures_the_digits():
