@@ -91,6 +91,20 @@ def test_mutation_wrong_sign_in_the_model_breaks_the_identity(monkeypatch) -> No
         pairing_zero_variance_rule(gaussian_variance([2], samples=32))
 
 
+def test_mutation_pairs_that_silently_become_independent_break_the_identity(monkeypatch) -> None:
+    """The targets shuffled against their sources (an independent coupling where a map was meant): the run stops."""
+    import fmlib.experiments.pairings as ex
+
+    original = ex.noisy_interpolant
+
+    def independent(x0, x1, t, **options):
+        return original(x0, x1[torch.randperm(x1.shape[0], generator=torch.Generator().manual_seed(0))], t, **options)
+
+    monkeypatch.setattr(ex, "noisy_interpolant", independent)
+    with pytest.raises(ClaimBroken, match="pairing-zero-variance"):
+        pairing_zero_variance_rule(gaussian_variance([2], samples=32))
+
+
 def test_gaussian_problem_refuses_a_singular_rotation() -> None:
     maps = gaussian_problem(4)
     assert set(maps) == {"OT", "rotated"}
