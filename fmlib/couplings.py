@@ -580,9 +580,10 @@ class PairedSampler(TargetSampler):
     r"""The loss ``"paired"`` of :mod:`fmlib.train`: fixed pairs under the noisy interpolant.
 
     The training data are the targets :math:`x_1^i` of pairs registered with :func:`register_pairs`;
-    for each drawn target the sampler takes its own source :math:`x_0^i` (found as the training row
-    equal to the target), draws :math:`t \sim U[0, 1)` and z, and returns
-    :func:`noisy_interpolant`'s :math:`x_t` and target :math:`x_1 - x_0`.
+    for each drawn row i the sampler takes its own source :math:`x_0^i`, draws :math:`t \sim U[0, 1)`
+    and z, and returns :func:`noisy_interpolant`'s :math:`x_t` and target :math:`x_1 - x_0`.
+    :mod:`fmlib.train` passes the drawn row indices (:meth:`sample_rows`); :meth:`sample`, given the
+    target rows themselves, looks their indices up and refuses a target that is not a row.
 
     Args:
         data: (n, d) the registered targets (what :func:`fmlib.train.train_or_load` trains on).
@@ -605,8 +606,16 @@ class PairedSampler(TargetSampler):
         self._data_sq = (data * data).sum(1)
 
     def sample(self, x1: Tensor, generator: torch.Generator | None) -> Batch:
-        """The noisy interpolant of the pairs of the targets ``x1`` (B, d) (rows of ``data``)."""
-        index = (self._data_sq - 2 * x1 @ self.data.T).argmin(dim=1)  # the row equal to each target
+        """The noisy interpolant of the pairs of the targets ``x1`` (B, d), each a row of ``data``."""
+        index = (self._data_sq - 2 * x1 @ self.data.T).argmin(dim=1)  # the nearest row to each target
+        if not torch.equal(self.data[index], x1):
+            raise ValueError("x1 holds a target that is not a row of the training data (or is closer to another "
+                             "row than float32 round-off resolves): pass row indices to sample_rows instead")
+        return self.sample_rows(index, generator)
+
+    def sample_rows(self, index: Tensor, generator: torch.Generator | None) -> Batch:
+        """The noisy interpolant of the pairs ``(x0[index], data[index])``; index (B,)."""
+        x1 = self.data[index]
         t = torch.rand(x1.shape[0], generator=generator, dtype=torch.float64,
                        device=generator_device(generator, x1.device)).to(x1)
         s = noisy_interpolant(self.x0[index], x1, t, sigma=self.sigma, schedule=self.schedule, generator=generator)

@@ -100,6 +100,14 @@ class TargetSampler(ABC):
     def sample(self, x1: Tensor, generator: torch.Generator | None) -> Batch:
         """A batch for the data points ``x1`` (B, d) (rows of ``data``), random numbers from ``generator``."""
 
+    def sample_rows(self, index: Tensor, generator: torch.Generator | None) -> Batch:
+        """A batch for the rows ``data[index]`` (index (B,)); what :mod:`fmlib.train` calls.
+
+        By default :meth:`sample` of those rows; a loss that needs to know *which* rows were drawn
+        (the ``"paired"`` loss of :mod:`fmlib.couplings`: each target's own source) overrides it.
+        """
+        return self.sample(self.data[index], generator)
+
     def options(self) -> dict[str, object]:
         """The loss's options as given (keyword-only arguments of the constructor): they identify the loss."""
         parameters = inspect.signature(type(self).__init__).parameters.values()

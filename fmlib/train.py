@@ -458,7 +458,7 @@ def _loop(
     )
     for step in range(state["step"] + 1, config.steps + 1):
         index = torch.randint(n, (config.batch_size,), generator=generator, device=device)
-        batch = loss.sample(rows[index], generator)
+        batch = loss.sample_rows(index, generator)
         value = (net(batch.x_t, batch.t) - batch.target).square().mean()
         optimizer.zero_grad(set_to_none=True)
         value.backward()

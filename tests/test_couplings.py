@@ -256,6 +256,27 @@ def test_paired_sampler_draws_each_target_with_its_own_source() -> None:
     assert 0.02 < float(residual.std()) < 0.08
 
 
+def test_paired_sampler_keeps_near_duplicate_targets_apart() -> None:
+    """Two distinct targets 1e-3 apart at norm ~30 (float32): the row index, not a search, names the source.
+
+    Mutation (the former design): finding each target's row by the nearest-row search of
+    ``||y||^2 - 2 <x, y>`` in float32 gave these targets the wrong sources, silently.
+    """
+    g = torch.Generator().manual_seed(0)
+    x1 = 10 + torch.randn(64, 8, generator=g)
+    x1[1] = x1[0]
+    x1[1, 0] += 1e-3
+    x0 = torch.randn(64, 8, generator=g)
+    sampler = PairedSampler(x1, pairs=register_pairs(x0, x1))
+    index = torch.tensor([0, 1] * 20)
+    batch = sampler.sample_rows(index, g)
+    torch.testing.assert_close(batch.target, x1[index] - x0[index])
+    searched = (sampler._data_sq - 2 * x1[index] @ x1.T).argmin(dim=1)
+    assert not torch.equal(searched, index), "the search no longer confuses them: the mutation shows nothing"
+    with pytest.raises(ValueError, match="not a row"):
+        sampler.sample(x1[index], g)
+
+
 def test_paired_loss_trains_through_fmlib_train(tmp_path) -> None:
     from fmlib.train import TrainConfig, train_or_load
 

@@ -95,6 +95,23 @@ def test_span_law_check_stops_a_broken_field(problem, mutant):
         span_ode_law_rule({"euler": law.law_deviation}, {"euler": float(law.sample_ratio.max())})
 
 
+def test_span_law_is_blind_to_the_weights(problem):
+    """What the chapter says the check does NOT test: any denoiser in the span (here the plain data mean,
+    weights ignored) keeps the law exactly, so a weight bug cannot be caught by it."""
+    y, basis, x0 = problem
+
+    class MeanDenoiser:
+        def velocity(self, x, t):
+            return (y.mean(0) - x) / (1 - t)
+
+        def posterior_mean(self, x, t):
+            return y.mean(0).expand_as(x)
+
+    law = off_span_trajectories(MeanDenoiser(), x0, time_grid(30), basis)
+    assert span_ode_law_rule({"euler": law.law_deviation}, {"euler": float(law.sample_ratio.max())}).verdict \
+        is Verdict.REPRODUCED
+
+
 def test_off_span_refuses_a_basis_of_another_dimension(problem):
     y, basis, x0 = problem
     with pytest.raises(ValueError, match="must match"):
@@ -118,13 +135,14 @@ def test_off_subspace_decay_rule_refuses_nan():
         off_subspace_decay_rule(float("nan"), 0.5, 0.1)
 
 
-def found(copies: bool, general: bool):
-    """Generalisation measured on samples that copy the training points or are fresh points of the law."""
+def found(copies: bool, general: bool, scale: float = 1.0):
+    """Generalisation measured on samples that copy the training points or are fresh points of the law
+    (``scale`` > 1: fresh points blown up, off the data law)."""
     generator = torch.Generator().manual_seed(0)
     points = make_dataset("subspace", 90, d=10, k=3, generator=generator, device="cpu", dtype=torch.float64)
     train, held_out = points[:30], points[30:60]
     near = train[:20] + 1e-4 * torch.randn(20, 10, generator=generator, dtype=torch.float64)
-    far = points[60:80]
+    far = scale * points[60:80]
     samples = torch.cat([near if copies else far, far if general else near])
     return summarise(samples, train, held_out)
 
@@ -138,6 +156,14 @@ def found(copies: bool, general: bool):
 ])
 def test_osdnet_rule(osd, mlp, gen, verdict):
     assert osdnet_rule(osd, mlp, found(*gen)).verdict is verdict
+
+
+def test_osdnet_rule_mutation_samples_off_the_data_law_do_not_generalise():
+    """Mutation: an in-span network that blows its samples up (x 10) neither copies nor generalises."""
+    blown = found(False, True, scale=10.0)
+    assert blown.copy_fraction == 0.0 and blown.distances.ratio > 2.0
+    assert osdnet_rule(0.01, 0.5, blown).verdict is Verdict.PARTLY
+    assert osdnet_rule(0.5, 0.4, blown).verdict is Verdict.NOT_REPRODUCED
 
 
 def bound_result(distance, certified, estimated) -> TeacherStudent:
@@ -203,6 +229,20 @@ def test_teacher_student_bound_on_linear_fields_and_the_ignored_error_mutation()
         teacher_student_rule(ignored)
 
 
+@pytest.mark.parametrize("factor", [0.0, 0.25])
+def test_teacher_student_stops_when_l_is_not_an_upper_bound(factor):
+    """Mutation: a 'Lipschitz constant' below the student's true one (0, or a quarter of ||A||), through
+    :func:`teacher_student`, the chapter's path: some trajectory exceeds the bound and the run stops."""
+    generator = torch.Generator().manual_seed(1)
+    a = torch.randn(4, 4, generator=generator, dtype=torch.float64)
+    c = 0.1 * torch.randn(4, generator=generator, dtype=torch.float64)
+    x0 = torch.randn(32, 4, generator=generator, dtype=torch.float64)
+    lipschitz = factor * float(torch.linalg.matrix_norm(a, 2))
+    result = teacher_student(LinearTeacher(a), Linear(a, c), x0, time_grid(40), lipschitz)
+    with pytest.raises(ClaimBroken, match="teacher-student-bound"):
+        teacher_student_rule(result)
+
+
 class TimeMLP(nn.Module):
     def __init__(self, d: int):
         super().__init__()
@@ -222,6 +262,31 @@ def test_certified_mlp_lipschitz_dominates_the_jacobian_estimate():
     assert 0 < estimate <= mlp_lipschitz(net, 3, "silu")
     with pytest.raises(ValueError, match="first nn"):
         mlp_lipschitz(net, 40, "silu")
+
+
+def test_mutation_wrong_sign_of_a_in_osdnet_changes_the_decay_verdict(tmp_path, monkeypatch):
+    """A sign error in OSDNet's forward (+a(t) P x written as -a(t) P x): training absorbs it (b learns +1, so the
+    samples still leave no off-span part), and only the coefficient the chapter reads tells it: not reproduced."""
+    import fmlib.osdnet
+    from fmlib.experiments.subspace import ModuleField
+    from fmlib.train import TrainConfig, train_or_load
+
+    def negated(self, x, t):
+        u = self.basis.to(x.dtype)
+        scaled = -self.off_span_rate(t).to(x.dtype) * x
+        return self.inner(x @ u, t) @ u.T + scaled - (scaled @ u) @ u.T
+
+    monkeypatch.setattr(fmlib.osdnet.OSDNet, "forward", negated)
+    setup = make_setup("subspace", 32, 8, d=6, k=2, seed=0)
+    config = TrainConfig(net="osdnet", net_options={"basis": setup.basis.tolist(), "width": 8, "knots": 5},
+                         steps=300, batch_size=64, lr=1e-2)
+    model = train_or_load(config, setup.train, store=tmp_path, device="cpu", progress=False)
+    curve = coefficient_curve(model, np.linspace(0.0, 0.75, 4))
+    off = off_span_trajectories(ModuleField(model.ema), torch.randn(16, 6), time_grid(20), setup.basis)
+    ratio = float(np.median(off.sample_ratio))
+    assert ratio < 0.05, "the samples decay: the off-span ratio alone cannot see the bug"
+    finding = off_subspace_decay_rule(ratio, 0.5, float(np.abs(curve + 1).max()))
+    assert finding.verdict is not Verdict.REPRODUCED
 
 
 # --- set-up, laws of every solver, the training grid ------------------------------------------------
