@@ -175,6 +175,10 @@ def test_training_set_spread_compares_the_pairs_interval_with_independent_sets()
     settings = st.Settings(batch=32, grid_points=8, refine=2, n_boot=50)
     spread = st.training_set_spread(settings, "gaussian", [8, 32], 60, 4, n_boot=200, progress=False)
     assert spread.set_t_stars.shape == (2, 4)
+    # the K sets are independent draws: their t* differ from each other and from set 0's (a spread that measured
+    # set 0 again K times would have sets_sd = 0 and pass every other line of this test)
+    # (one set may hit set 0's t* exactly: F is a multiple of 1/B and may reach 1/2 on a shared grid time)
+    assert np.all(spread.sets_sd > 0) and not np.all(spread.set_t_stars == spread.t_star[:, None], axis=1).any()
     assert np.all(spread.reference_low <= spread.reference) and np.all(spread.reference <= spread.reference_high)
     assert np.all(spread.single_low <= spread.single_high)
     assert spread.values()["sets_outside_pairs"] == int(spread.outside_pairs.sum())
@@ -184,6 +188,16 @@ def test_training_set_spread_compares_the_pairs_interval_with_independent_sets()
 
 
 # --- mutation tests --------------------------------------------------------------------------------
+
+
+def test_mutation_training_sets_that_are_not_independent_are_seen(monkeypatch):
+    """Mutation: every 'independent' training set is the grid's own (the seed is dropped)."""
+    measure = st.Settings.measure
+    monkeypatch.setattr(st.Settings, "measure", lambda self, family, d, n, *, ts=None, seed=None:
+                        measure(self, family, d, n, ts=ts))
+    settings = st.Settings(batch=32, grid_points=8, refine=2, n_boot=50)
+    spread = st.training_set_spread(settings, "gaussian", [8], 60, 3, n_boot=100, progress=False)
+    assert np.all(spread.sets_sd == 0) and np.all(spread.set_t_stars == spread.t_star[:, None])
 
 
 class ZeroField(ClosedFormField):
