@@ -8,6 +8,7 @@ measured t* or the verdicts change while the unmutated pipeline gives its expect
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 from fmlib.closed_form import ClosedFormField
 from fmlib.data import make_dataset
 from fmlib.experiments import stochastic_target as st
-from fmlib.experiments.verdicts import Verdict
+from fmlib.experiments.verdicts import ClaimBroken, Verdict
 from fmlib.path import snr_to_time
 
 REPRODUCED, PARTLY, NOT = Verdict.REPRODUCED, Verdict.PARTLY, Verdict.NOT_REPRODUCED
@@ -62,7 +63,11 @@ def test_cosine_high_d_rule_gives_each_verdict():
     assert st.cosine_high_d_rule(high_d(two_d=0.3)).verdict is PARTLY  # 2-D aligned early: half the claim
     finding = st.cosine_high_d_rule(high_d(fraction=0.5, two_d=0.3))
     assert finding.verdict is NOT and "F(t = 0.2) >= 0.9 in high d: no" in finding.number
-    assert st.cosine_high_d_rule(high_d(two_d=math.inf)).verdict is REPRODUCED  # never aligned in 2-D: stochastic
+    # never aligned by t = 0.9999, in 2-D or in high d: the closed form did not collapse, the run stops
+    with pytest.raises(ClaimBroken, match=r"\[cosine-high-d\].*2-D"):
+        st.cosine_high_d_rule(high_d(two_d=math.inf))
+    with pytest.raises(ClaimBroken, match=r"\[cosine-high-d\].*high-d"):
+        st.cosine_high_d_rule(dataclasses.replace(high_d(fraction=0.0), t_star=math.inf))
 
 
 def trend(family, t_star, width_log_snr, d=(192, 768, 3072), width_t=None):
@@ -231,8 +236,12 @@ def pipeline():
     trend_ = st.dimension_trend(grid, "gaussian", 100, min_d=16)
     losses = st.measure_loss_ratios(["gaussian"], dims=[8, 64, 512], resolutions=[], n=100, times=6, batch=32,
                                     progress=False)
-    verdicts = (st.cosine_high_d_rule(st.high_d_summary(patches, moons)).verdict, laws.collapse_finding().verdict,
-                st.dimension_sweep_rule([trend_]).verdict, losses.finding().verdict)
+    try:
+        cosine = st.cosine_high_d_rule(st.high_d_summary(patches, moons)).verdict
+    except ClaimBroken as broken:  # the closed form did not collapse by t = 0.9999: the run would stop
+        cosine = broken
+    verdicts = (cosine, laws.collapse_finding().verdict, st.dimension_sweep_rule([trend_]).verdict,
+                losses.finding().verdict)
     return grid, moons, trend_, laws, verdicts
 
 
@@ -253,6 +262,8 @@ def test_a_field_that_ignores_the_data_censors_every_t_star_and_changes_the_verd
     monkeypatch.setattr(st, "ClosedFormField", mutant)
     grid, _, _, _, verdicts = pipeline()
     assert (grid.points["t_star"] == math.inf).all()
+    # cosine-high-d: without its collapse check the verdict stayed "partly reproduced" (2-D t* = inf > 0.5 holds)
+    assert isinstance(verdicts[0], ClaimBroken) and verdicts[0].claim == "cosine-high-d"
     assert verdicts[1:3] == (NOT, NOT) and verdicts[3] in (PARTLY, NOT)
     assert verdicts != clean[4]
 
