@@ -122,7 +122,7 @@ def test_hybrid_tau_rule_gives_each_verdict() -> None:
     assert lf.hybrid_tau_rule([copies_alone]).verdict is Verdict.NOT_REPRODUCED
     # the rule reads the highest dimension
     assert lf.hybrid_tau_rule([late, _hybrid([0.0, 0.3, 0.9, 1.0, 1.0, 1.0], d=3072)]).verdict is Verdict.REPRODUCED
-    assert "not reproduced at this scale" in lf.hybrid_tau_rule([late]).number
+    assert "by tau = 0.3: no, by tau = 0.5: no" in lf.hybrid_tau_rule([late]).number
 
 
 def test_describe_crossing() -> None:
@@ -143,7 +143,10 @@ def test_hybrid_tau_rule_partly() -> None:
     taus = np.array([0.0, 0.3, 0.45, 0.6, 1.0])
     copies = np.array([0.0, 0.1, 0.6, 0.9, 1.0])
     curve = lf.HybridCurve("x", 64, 10, taus, copies, 1 - copies, 0.4, taus[:-1], taus[:-1], 0.4)
-    assert lf.hybrid_tau_rule([curve]).verdict is Verdict.PARTLY
+    finding = lf.hybrid_tau_rule([curve])
+    assert finding.verdict is Verdict.PARTLY
+    # the number states the parts; it used to say "not reproduced at this scale" beside a "partly reproduced"
+    assert "by tau = 0.3: no, by tau = 0.5: yes" in finding.number and "reproduced" not in finding.number
 
 
 # ------------------------------------------------------------------------------ computations

@@ -922,9 +922,8 @@ def hybrid_tau_rule(curves: Sequence[HybridCurve], paper_tau: float = PAPER_TAU)
         for c in sorted(curves, key=lambda c: c.d)
     )
     number = (
-        f"{per_set}; tau >= {paper_tau} removing generalisation is "
-        f"{'reproduced' if early else 'not reproduced at this scale'} "
-        f"(network alone copies {alone[0]:.2f}, u* alone {pure[0]:.2f})"
+        f"{per_set}; on the highest d, half of the samples copies by tau = {paper_tau}: {'yes' if early else 'no'}, "
+        f"by tau = 0.5: {'yes' if half else 'no'} (network alone copies {alone[0]:.2f}, u* alone {pure[0]:.2f})"
     )
     rule = (
         f"on the highest d, valid if the network alone copies < 1/2 and u* alone >= 1/2; reproduced if the copy "
