@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 import fmlib.experiments.learned_fields as lf
+import fmlib.train
 from fmlib.experiments.verdicts import ClaimBroken, Verdict
 from fmlib.losses import efm_target
 
@@ -82,6 +84,30 @@ def test_efm_fid_rule_gives_each_verdict() -> None:
     assert lf.efm_fid_rule(_comparison([1.0, 1.3, 1.5], metric="FID")).verdict is Verdict.NOT_REPRODUCED
     with pytest.raises(ValueError, match="M = 1"):
         lf.efm_fid_rule(lf.LossComparison(1, [128], [_outcome(1.0)], [0.1], [1.0], [0.0]))
+    # the starting noises as a floor: CFM must beat them, else every M "ties" and the comparison is void
+    beaten = dataclasses.replace(_comparison([1.0, 0.95, 1.02], metric="FID"), noise=_outcome(2.0, metric="FID"))
+    assert lf.efm_fid_rule(beaten).verdict is Verdict.REPRODUCED
+    void = lf.efm_fid_rule(dataclasses.replace(beaten, noise=_outcome(1.01, metric="FID")))
+    assert void.verdict is Verdict.NOT_REPRODUCED and "comparison is void" in void.number
+
+
+def test_efm_fid_mutation_untrained_networks_void_the_comparison(split, tmp_path, monkeypatch) -> None:
+    """Two networks that learned nothing tie: without the noise floor the verdict stayed 'partly reproduced'."""
+    x0 = lf.noises(32, split.d, 1)
+
+    def verdict(store: str) -> lf.Finding:
+        recipe = lf.TrainingRecipe(net_options={"width": 32, "depth": 2}, steps=300, store=store, device="cpu",
+                                   progress=False)
+        return lf.efm_fid_rule(lf.compare_losses(recipe, split, n=30, pool_sizes=[1, 4], x0=x0, sample_steps=10))
+
+    assert verdict(str(tmp_path / "clean")).verdict is Verdict.PARTLY  # MMD stands in for FID
+    mutations = {"optimiser never steps": (torch.optim.Adam, "step", lambda self, *args, **kwargs: None),
+                 "EMA never updates": (fmlib.train.EMA, "update_parameters", lambda self, model: None)}
+    for name, (owner, attribute, broken) in mutations.items():
+        with monkeypatch.context() as patch:
+            patch.setattr(owner, attribute, broken)
+            mutated = verdict(str(tmp_path / name.replace(" ", "_")))
+        assert mutated.verdict is Verdict.NOT_REPRODUCED and "comparison is void" in mutated.number, name
 
 
 def _capacity(copies, error) -> lf.Capacity:

@@ -560,6 +560,8 @@ class LossComparison:
             samples of different noises).
         final_loss: per M, the last logged training loss of model A.
         seconds: per M, training seconds of models A and B (0 when loaded from the store).
+        noise: the same measures of the starting noises x0 themselves (what a network that learned
+            nothing returns), the floor the trained models must beat; None when not measured.
     """
 
     n: int
@@ -568,6 +570,7 @@ class LossComparison:
     two_halves: list[float]
     final_loss: list[float]
     seconds: list[float]
+    noise: Outcome | None = None
 
     def table(self) -> pd.DataFrame:
         """One row per M."""
@@ -598,7 +601,8 @@ def compare_losses(
 ) -> LossComparison:
     """Train (or load) two models per M on the disjoint halves of ``split.pool[:2n]`` and compare outcomes.
 
-    Every model has the same recipe, seed and steps; the samples come from the same noises ``x0``.
+    Every model has the same recipe, seed and steps; the samples come from the same noises ``x0``,
+    whose own outcome (:attr:`LossComparison.noise`) is measured too.
     """
     outcomes, halves, losses, seconds = [], [], [], []
     for m in pool_sizes:
@@ -611,7 +615,8 @@ def compare_losses(
         halves.append(two_halves_agreement(samples[0], samples[1]).relative)
         losses.append(float(models[0].losses[-1]))
         seconds.append(sum(0.0 if model.loaded else model.seconds for model in models))
-    return LossComparison(n, list(pool_sizes), outcomes, halves, losses, seconds)
+    noise = measure_outcome(x0, training_rows(split, n), split.held_out, groups=groups, features=features)
+    return LossComparison(n, list(pool_sizes), outcomes, halves, losses, seconds, noise)
 
 
 def efm_fid_rule(comparison: LossComparison) -> Finding:
@@ -621,6 +626,11 @@ def efm_fid_rule(comparison: LossComparison) -> Finding:
     standard error of the difference (sampling noise of both). REPRODUCED when it holds for every
     M > 1 and the metric is FID (the claim's own measure); PARTLY when it holds for every M > 1
     with MMD standing in for FID, or for some M only; NOT_REPRODUCED when it holds for none.
+
+    The comparison is valid only when CFM's metric is below that of the starting noises themselves
+    (:attr:`LossComparison.noise`) by more than twice the standard error of the difference: two
+    networks that learned nothing (an optimiser that never steps, an EMA that never updates) tie, and
+    "equal or better" would hold. An invalid comparison is NOT_REPRODUCED, with the reason in the number.
     """
     if 1 not in comparison.pool_sizes or len(comparison.pool_sizes) < 2:
         raise ValueError("efm_fid_rule needs M = 1 (CFM) and at least one M > 1")
@@ -633,15 +643,21 @@ def efm_fid_rule(comparison: LossComparison) -> Finding:
         margin = 2.0 * math.hypot(outcome.value_se, base.value_se)
         verdicts.append(outcome.value <= base.value + margin)
         parts.append(f"M = {m}: {outcome.value:.4g} +- {outcome.value_se:.2g}")
-    every, some = all(verdicts), any(verdicts)
+    noise = comparison.noise
+    valid = noise is None or base.value + 2.0 * math.hypot(base.value_se, noise.value_se) < noise.value
+    every, some = valid and all(verdicts), valid and any(verdicts)
     with_fid = base.metric == "FID"
+    floor = "" if noise is None else f"; the noises themselves {noise.value:.4g} +- {noise.value_se:.2g}"
     number = (
         f"{base.metric} to held-out data (lower is better), n = {comparison.n}: CFM {base.value:.4g} +- "
-        f"{base.value_se:.2g}; " + "; ".join(parts) + ("" if with_fid else " (MMD stands in for FID: no Inception)")
+        f"{base.value_se:.2g}; " + "; ".join(parts) + floor
+        + ("" if valid else " (CFM does not beat the noises it starts from: the comparison is void)")
+        + ("" if with_fid else " (MMD stands in for FID: no Inception)")
     )
     rule = (
-        "EFM counts as equal or better when its metric is at most CFM's + 2 s.e. of the difference; reproduced if so "
-        "for every M > 1 with FID; partly if for every M with MMD, or for some M; not reproduced if for none"
+        "valid only if CFM's metric is below the starting noises' by 2 s.e. of the difference; EFM counts as equal or "
+        "better when its metric is at most CFM's + 2 s.e. of the difference; reproduced if so for every M > 1 with "
+        "FID; partly if for every M with MMD, or for some M; not reproduced if for none or invalid"
     )
     return Finding("efm-fid", graded(every and with_fid, some), number, rule)
 
