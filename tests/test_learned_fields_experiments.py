@@ -62,6 +62,8 @@ def test_efm_unbiased_rule_gives_each_verdict() -> None:
     assert lf.efm_unbiased_rule(_enumeration(), bad).verdict is Verdict.PARTLY
     assert lf.efm_unbiased_rule(_enumeration(variance=(5.0, 2.0)), good).verdict is Verdict.PARTLY
     assert lf.efm_unbiased_rule(_enumeration(variance=(5.0, 2.0)), bad).verdict is Verdict.NOT_REPRODUCED
+    # a ratio of 1 everywhere (EFM no less variable than CFM) is not a measured reduction
+    assert lf.efm_unbiased_rule(_enumeration(), _curve([[1.0, 1.0], [1.0, 1.0]])).verdict is Verdict.PARTLY
     with pytest.raises(ClaimBroken, match=r"\[efm-unbiased\]"):
         lf.efm_unbiased_rule(_enumeration(bias=0.3), good)
 
@@ -207,6 +209,10 @@ def test_efm_variance_falls_with_m_and_mutation_raises_it(split, monkeypatch) ->
     check = _enumeration()
     assert lf.efm_unbiased_rule(check, curve).verdict is Verdict.REPRODUCED
     assert lf.efm_unbiased_rule(check, mutated).verdict is Verdict.PARTLY
+    # mutation: a target that ignores the pool (x1 - x0 whatever M): ratio 1, which '< 1 + 3 s.e.' alone accepted
+    monkeypatch.setattr(lf, "efm_target", lambda x0, x1, t, others: x1 - x0)
+    ignored = lf.efm_variance(data, pool_sizes=[1, 4, 32], ts=[0.2, 0.5], draws=256, seed=0)
+    assert lf.efm_unbiased_rule(check, ignored).verdict is Verdict.PARTLY
 
 
 def test_capacity_sweep_and_copying_mutation(split, recipe, monkeypatch) -> None:
