@@ -47,6 +47,16 @@ def test_falls_with_d_needs_three_dimensions_and_a_negative_rank_correlation():
         st.falls_with_d([1, 2], [1.0])
 
 
+def test_the_size_of_the_falls_rule_is_stated_exactly():
+    """Orderings with rho <= -0.5: 3 of 6 over three dimensions, 5 of 24 over four (a lenient rule, said so)."""
+    assert st.falls_by_chance(3) == pytest.approx(0.5) and st.falls_by_chance(4) == pytest.approx(5 / 24)
+    rng = np.random.default_rng(0)
+    hits = np.mean([st.falls_with_d([1, 2, 3, 4], rng.permutation(4).astype(float)).holds for _ in range(1000)])
+    assert hits == pytest.approx(st.falls_by_chance(4), abs=0.05)
+    with pytest.raises(ValueError, match="dimensions"):
+        st.falls_by_chance(2)
+
+
 # --- verdict rules on contrary data ----------------------------------------------------------------
 
 

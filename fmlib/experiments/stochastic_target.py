@@ -113,6 +113,7 @@ __all__ = [
     "critical_time",
     "dimension_sweep_rule",
     "dimension_trend",
+    "falls_by_chance",
     "falls_with_d",
     "family_grid",
     "fit_exponents",
@@ -802,6 +803,24 @@ def falls_with_d(d: Sequence[float] | FloatArray, values: Sequence[float] | Floa
     return Falling(rho, bool(rho <= FALLS_RHO), count)
 
 
+def falls_by_chance(dimensions: int) -> float:
+    r"""How often :func:`falls_with_d` says "falls" for a quantity that does not depend on d at all.
+
+    The probability that :math:`\rho \le` :data:`FALLS_RHO` when every ordering of the values over
+    ``dimensions`` distinct d is equally likely (exact, by enumerating the orderings; no ties): 1/2
+    over 3 dimensions, 5/24 over 4. The size of the rule, stated beside its verdicts.
+    """
+    import itertools
+
+    from scipy.stats import spearmanr
+
+    k = check_positive_int(dimensions, "dimensions")
+    if not MIN_DIMENSIONS <= k <= 8:
+        raise ValueError(f"dimensions must be in [{MIN_DIMENSIONS}, 8] (orderings are enumerated), got {k}")
+    ranks = list(itertools.permutations(range(k)))
+    return float(np.mean([spearmanr(range(k), r).statistic <= FALLS_RHO + 1e-12 for r in ranks]))
+
+
 @dataclass(frozen=True)
 class Trend:
     r"""How the transition of one family changes with d at fixed n (d at least ``min_d``).
@@ -850,6 +869,9 @@ class Trend:
             "width_log_snr_min": float(w.min()) if w.size else math.nan,
             "width_log_snr_max": float(w.max()) if w.size else math.nan,
             "width_log_snr_trend": "falls" if self.sharpens.holds else "does not fall",
+            "falls_dimensions": self.moves.dimensions,
+            "falls_by_chance": (falls_by_chance(self.moves.dimensions)
+                                if MIN_DIMENSIONS <= self.moves.dimensions <= 8 else math.nan),
         }.items()}
 
 
