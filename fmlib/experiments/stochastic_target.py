@@ -1091,7 +1091,7 @@ class SetSpread:
         median = float(np.nanmedian(ratio)) if np.isfinite(ratio).any() else math.nan
         return {"sets_points": int(self.d.size), "sets_count": self.n_sets, "sets_n": self.n,
                 "sets_outside_pairs": int(self.outside_pairs.sum()), "sets_outside_sets": int(self.outside_sets.sum()),
-                "sets_sd_ratio_median": median, "sets_width_factor": math.sqrt(1.0 + median**2)}
+                "sets_sd_ratio_median": median}
 
 
 def _finite_sd(values: FloatArray) -> float:
