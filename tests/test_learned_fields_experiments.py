@@ -112,11 +112,11 @@ def test_efm_fid_mutation_untrained_networks_void_the_comparison(split, tmp_path
         assert mutated.verdict is Verdict.NOT_REPRODUCED and "comparison is void" in mutated.number, name
 
 
-def _capacity(copies, error) -> lf.Capacity:
+def _capacity(copies, error, norm_factor=4.0) -> lf.Capacity:
     ts = np.array([0.02, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9])
     outcomes = [lf.Outcome(c, 0.0, 1.0, 0.05, "MMD", 0.1, 0.01) for c in copies]
     errors = np.array([error] * len(copies), dtype=float)
-    return lf.Capacity([10, 100, 1000][: len(copies)], outcomes, ts, errors, errors, {"width": 8}, 10)
+    return lf.Capacity([10, 100, 1000][: len(copies)], outcomes, ts, errors, norm_factor * errors, {"width": 8}, 10)
 
 
 PEAKED = [1.0, 2.0, 3.0, 2.0, 1.0, 1.0, 4.0]  # local maximum at t = 0.2, rise at t = 0.9
@@ -129,6 +129,10 @@ def test_capacity_rule_gives_each_verdict() -> None:
     assert lf.capacity_rule(_capacity([0.2, 0.1, 0.0], PEAKED)).verdict is Verdict.PARTLY
     assert lf.capacity_rule(_capacity([0.2, 0.1, 0.0], FLAT)).verdict is Verdict.NOT_REPRODUCED
     assert "first n below 1/2: 100" in lf.capacity_rule(_capacity([0.9, 0.4, 0.0], FLAT)).number
+    # the same peaked error from a network no better than the zero field (error ~ E||u*||^2): its shape is not read
+    unlearned = lf.capacity_rule(_capacity([0.2, 0.1, 0.0], PEAKED, norm_factor=1.0))
+    assert unlearned.verdict is Verdict.NOT_REPRODUCED and "not read" in unlearned.number
+    assert lf.capacity_rule(_capacity([0.9, 0.4, 0.0], PEAKED, norm_factor=1.0)).verdict is Verdict.PARTLY
 
 
 def _hybrid(copies, d=64, name="x") -> lf.HybridCurve:
@@ -228,6 +232,25 @@ def test_capacity_sweep_and_copying_mutation(split, recipe, monkeypatch) -> None
     )
     copied = lf.capacity_sweep(recipe, split, sizes=[10, 20], x0=x0, ts=[0.2, 0.5], sample_steps=5, error_draws=32)
     assert [o.copy_fraction for o in copied.outcomes] == [1.0, 1.0]
+
+
+def test_capacity_mutation_an_optimiser_that_never_steps(split, tmp_path, monkeypatch) -> None:
+    """An untrained network's error is about E||u*||^2, with bumps that passed the early-peak feature by chance."""
+    x0 = lf.noises(16, split.d, 1)
+    ts = [0.02, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+
+    def sweep(store: str) -> lf.Capacity:
+        recipe = lf.TrainingRecipe(net_options={"width": 32, "depth": 2}, steps=300, store=store, device="cpu",
+                                   progress=False)
+        return lf.capacity_sweep(recipe, split, sizes=[10, 30], x0=x0, ts=ts, sample_steps=10, error_draws=64)
+
+    clean = sweep(str(tmp_path / "clean"))
+    assert np.all(clean.error < 0.8 * clean.optimal_norm)
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *args, **kwargs: None)
+    untrained = sweep(str(tmp_path / "untrained"))
+    assert np.mean(untrained.error[-1] / untrained.optimal_norm[-1]) > 1.0
+    finding = lf.capacity_rule(untrained)
+    assert finding.verdict is Verdict.NOT_REPRODUCED and "not read" in finding.number
 
 
 def test_hybrid_sweep_ends_on_copies_and_mutation(split, recipe, monkeypatch) -> None:

@@ -769,7 +769,7 @@ def _late_rise(ts: np.ndarray, error: np.ndarray) -> bool:
 
 
 def capacity_rule(capacity: Capacity) -> Finding:
-    """Verdict on ``capacity``: copying stops as n grows, and the error to u* is largest near t ~ 0.2 and t ~ 0.9.
+    r"""Verdict on ``capacity``: copying stops as n grows, and the error to u* is largest near t ~ 0.2 and t ~ 0.9.
 
     Three features, fixed before the run: (a) a transition: copy fraction >= 0.5 at the smallest n
     and <= 0.1 at the largest; (b) an interior local maximum of the error of the largest-n model at
@@ -777,23 +777,34 @@ def capacity_rule(capacity: Capacity) -> Finding:
     [0.4, 0.8]. REPRODUCED with all three, PARTLY with one or two, NOT_REPRODUCED with none. The
     paper's transition at about 3,000 images is for CIFAR-10 and a 34M U-Net: our n is reported,
     not compared with it.
+
+    Features (b) and (c) read the shape of the error, which a network that learned nothing also has
+    (its error is about :math:`E\|u^*\|^2`, whose small bumps pass (b) by chance): they count only
+    when that model learned something, its error averaged over the times below that of the zero
+    field, :math:`E\|u^*\|^2` (:attr:`Capacity.optimal_norm`).
     """
     copies = [o.copy_fraction for o in capacity.outcomes]
     transition = copies[0] >= 0.5 and copies[-1] <= 0.1
     error = capacity.error[-1]
-    peak, rise = _early_peak(capacity.ts, error), _late_rise(capacity.ts, error)
+    relative = float(np.mean(error / capacity.optimal_norm[-1]))
+    learned = relative < 1.0
+    peak = learned and _early_peak(capacity.ts, error)
+    rise = learned and _late_rise(capacity.ts, error)
     stops = next((n for n, c in zip(capacity.sizes, copies, strict=True) if c < 0.5), None)
     argmax = float(capacity.ts[int(np.argmax(error[capacity.ts <= 0.5]))]) if np.any(capacity.ts <= 0.5) else math.nan
     number = (
         f"copy fraction {copies[0]:.2f} at n = {capacity.sizes[0]} to {copies[-1]:.2f} at n = {capacity.sizes[-1]} "
         f"(first n below 1/2: {stops}); error to u* of the n = {capacity.sizes[-1]} model: largest on t <= 0.5 at "
         f"t = {argmax:.2f}, early peak in [0.1, 0.4]: {'yes' if peak else 'no'}, rise toward t = 1: "
-        f"{'yes' if rise else 'no'} ({capacity.steps} steps, width {capacity.net_options.get('width')})"
+        f"{'yes' if rise else 'no'}; its error over E||u*||^2, mean over t: {relative:.2f}"
+        + ("" if learned else " (no better than the zero field: the error's shape is not read)")
+        + f" ({capacity.steps} steps, width {capacity.net_options.get('width')})"
     )
     rule = (
         "three features: copy fraction >= 0.5 at the smallest n and <= 0.1 at the largest; a local maximum of the "
-        "error at t in [0.1, 0.4]; error at the last t >= 1.5 x its minimum on [0.4, 0.8]; reproduced with all three, "
-        "partly with one or two, not reproduced with none"
+        "error at t in [0.1, 0.4]; error at the last t >= 1.5 x its minimum on [0.4, 0.8] (the last two only if that "
+        "model's error, mean over t, is below E||u*||^2, the zero field's); reproduced with all three, partly with "
+        "one or two, not reproduced with none"
     )
     count = int(transition) + int(peak) + int(rise)
     return Finding("capacity", graded(count == 3, count >= 1), number, rule)
