@@ -110,6 +110,18 @@ def test_efm_fid_mutation_untrained_networks_void_the_comparison(split, tmp_path
             patch.setattr(owner, attribute, broken)
             mutated = verdict(str(tmp_path / name.replace(" ", "_")))
         assert mutated.verdict is Verdict.NOT_REPRODUCED and "comparison is void" in mutated.number, name
+    # a sampler whose solver ignores the (stored, trained) field returns the noises themselves
+    class Still:
+        def velocity(self, x, t):
+            return torch.zeros_like(x)
+
+        def posterior_mean(self, x, t):
+            return x
+
+    real = lf.integrate
+    monkeypatch.setattr(lf, "integrate", lambda field, x, ts, **k: real(Still(), x, ts, **k))
+    frozen = verdict(str(tmp_path / "clean"))
+    assert frozen.verdict is Verdict.NOT_REPRODUCED and "comparison is void" in frozen.number
 
 
 def _capacity(copies, error, norm_factor=4.0) -> lf.Capacity:
