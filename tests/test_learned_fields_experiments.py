@@ -206,6 +206,23 @@ def test_efm_enumeration_and_mutation(monkeypatch) -> None:
         lf.efm_unbiased_rule(lf.efm_enumeration(points=3), _curve([[1.0, 1.0], [0.3, 0.5]]))
 
 
+def test_efm_enumeration_mutation_wrong_temperature_stops_the_run(monkeypatch) -> None:
+    """Mutation: the pool's weights at temperature 1/(1 - t) instead of 1/(1 - t)^2 (in the target itself)."""
+    import inspect
+    import textwrap
+
+    import fmlib.losses
+
+    source = textwrap.dedent(inspect.getsource(fmlib.losses.efm_target))
+    mutated_source = source.replace("s = (t / gap).unsqueeze(1)", "s = (t / gap.sqrt()).unsqueeze(1)")
+    assert mutated_source != source
+    namespace = dict(vars(fmlib.losses))
+    exec(mutated_source, namespace)  # the function's own source with one change
+    monkeypatch.setattr(fmlib.losses, "efm_target", namespace["efm_target"])
+    with pytest.raises(ClaimBroken, match=r"\[efm-unbiased\] .*exact bias"):
+        lf.efm_unbiased_rule(lf.efm_enumeration(points=3), _curve([[1.0, 1.0], [0.3, 0.5]]))
+
+
 def test_efm_variance_falls_with_m_and_mutation_raises_it(split, monkeypatch) -> None:
     data = lf.training_rows(split, 50)
     curve = lf.efm_variance(data, pool_sizes=[1, 4, 32], ts=[0.2, 0.5], draws=256, seed=0)
