@@ -168,9 +168,11 @@ def test_grid_table_shows_censored_times_as_a_dash_and_reads_a_sweep_back():
     settings = st.Settings(batch=16, grid_points=6, refine=0, n_boot=20)
     point = settings.measure("gaussian", 4, 3)
     summary = {**point.summary(), "t_star": -math.inf, "t_star_low": -math.inf, "censored": "left"}
-    swept = pd.DataFrame([{"family": "gaussian", "d": 4, "n": 3, "batch": 16, "threshold": 0.9, "level": 0.5,
-                           "stale": False, **summary}])
+    row = {"family": "gaussian", "d": 4, "n": 3, "batch": 16, "threshold": 0.9, "level": 0.5, "seed": 0, "stale": False,
+           **summary}
+    swept = pd.DataFrame([row, {**row, "seed": 1}])  # the same point swept with another seed is not this grid's
     grid = st.grid_from_sweep(swept, settings, ["gaussian"])
+    assert len(grid.points) == 1
     table = grid.table()
     assert table.loc[0, "t*"] == "\N{EN DASH}" and table.loc[0, "95% low"] == "\N{EN DASH}"
     assert not table.astype(str).apply(lambda c: c.str.contains("inf")).any().any()

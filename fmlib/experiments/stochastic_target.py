@@ -759,10 +759,12 @@ def measure_grid(
 def grid_from_sweep(swept: pd.DataFrame, settings: Settings, families: Sequence[str]) -> Grid:
     """The grid from stored ``cosine_point`` runs (``fmlib.book.store.collect(..., include_lists=True)``).
 
-    Keeps the current runs with this chapter's batch, threshold and level, of the given families.
+    Keeps the current runs with this chapter's batch, threshold, level and seed, of the given families
+    (a point swept with several seeds would otherwise enter the grid and the law fits several times).
     """
     keep = ((swept["batch"] == settings.batch) & (swept["threshold"] == settings.threshold)
-            & (swept["level"] == settings.level) & swept["family"].isin(list(families)) & ~swept["stale"])
+            & (swept["level"] == settings.level) & (swept["seed"] == settings.seed)
+            & swept["family"].isin(list(families)) & ~swept["stale"])
     swept = swept[keep]
     if swept.empty:
         raise ValueError("no current cosine_point run has this chapter's batch, threshold, level and families; "
