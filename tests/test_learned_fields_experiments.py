@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 import fmlib.experiments.learned_fields as lf
+import fmlib.train
 from fmlib.experiments.verdicts import ClaimBroken, Verdict
 from fmlib.losses import efm_target
 
@@ -60,6 +62,8 @@ def test_efm_unbiased_rule_gives_each_verdict() -> None:
     assert lf.efm_unbiased_rule(_enumeration(), bad).verdict is Verdict.PARTLY
     assert lf.efm_unbiased_rule(_enumeration(variance=(5.0, 2.0)), good).verdict is Verdict.PARTLY
     assert lf.efm_unbiased_rule(_enumeration(variance=(5.0, 2.0)), bad).verdict is Verdict.NOT_REPRODUCED
+    # a ratio of 1 everywhere (EFM no less variable than CFM) is not a measured reduction
+    assert lf.efm_unbiased_rule(_enumeration(), _curve([[1.0, 1.0], [1.0, 1.0]])).verdict is Verdict.PARTLY
     with pytest.raises(ClaimBroken, match=r"\[efm-unbiased\]"):
         lf.efm_unbiased_rule(_enumeration(bias=0.3), good)
 
@@ -82,13 +86,49 @@ def test_efm_fid_rule_gives_each_verdict() -> None:
     assert lf.efm_fid_rule(_comparison([1.0, 1.3, 1.5], metric="FID")).verdict is Verdict.NOT_REPRODUCED
     with pytest.raises(ValueError, match="M = 1"):
         lf.efm_fid_rule(lf.LossComparison(1, [128], [_outcome(1.0)], [0.1], [1.0], [0.0]))
+    # the starting noises as a floor: CFM must beat them, else every M "ties" and the comparison is void
+    beaten = dataclasses.replace(_comparison([1.0, 0.95, 1.02], metric="FID"), noise=_outcome(2.0, metric="FID"))
+    assert lf.efm_fid_rule(beaten).verdict is Verdict.REPRODUCED
+    void = lf.efm_fid_rule(dataclasses.replace(beaten, noise=_outcome(1.01, metric="FID")))
+    assert void.verdict is Verdict.NOT_REPRODUCED and "comparison is void" in void.number
 
 
-def _capacity(copies, error) -> lf.Capacity:
+def test_efm_fid_mutation_untrained_networks_void_the_comparison(split, tmp_path, monkeypatch) -> None:
+    """Two networks that learned nothing tie: without the noise floor the verdict stayed 'partly reproduced'."""
+    x0 = lf.noises(32, split.d, 1)
+
+    def verdict(store: str) -> lf.Finding:
+        recipe = lf.TrainingRecipe(net_options={"width": 32, "depth": 2}, steps=300, store=store, device="cpu",
+                                   progress=False)
+        return lf.efm_fid_rule(lf.compare_losses(recipe, split, n=30, pool_sizes=[1, 4], x0=x0, sample_steps=10))
+
+    assert verdict(str(tmp_path / "clean")).verdict is Verdict.PARTLY  # MMD stands in for FID
+    mutations = {"optimiser never steps": (torch.optim.Adam, "step", lambda self, *args, **kwargs: None),
+                 "EMA never updates": (fmlib.train.EMA, "update_parameters", lambda self, model: None)}
+    for name, (owner, attribute, broken) in mutations.items():
+        with monkeypatch.context() as patch:
+            patch.setattr(owner, attribute, broken)
+            mutated = verdict(str(tmp_path / name.replace(" ", "_")))
+        assert mutated.verdict is Verdict.NOT_REPRODUCED and "comparison is void" in mutated.number, name
+    # a sampler whose solver ignores the (stored, trained) field returns the noises themselves
+    class Still:
+        def velocity(self, x, t):
+            return torch.zeros_like(x)
+
+        def posterior_mean(self, x, t):
+            return x
+
+    real = lf.integrate
+    monkeypatch.setattr(lf, "integrate", lambda field, x, ts, **k: real(Still(), x, ts, **k))
+    frozen = verdict(str(tmp_path / "clean"))
+    assert frozen.verdict is Verdict.NOT_REPRODUCED and "comparison is void" in frozen.number
+
+
+def _capacity(copies, error, norm_factor=4.0) -> lf.Capacity:
     ts = np.array([0.02, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9])
     outcomes = [lf.Outcome(c, 0.0, 1.0, 0.05, "MMD", 0.1, 0.01) for c in copies]
     errors = np.array([error] * len(copies), dtype=float)
-    return lf.Capacity([10, 100, 1000][: len(copies)], outcomes, ts, errors, errors, {"width": 8}, 10)
+    return lf.Capacity([10, 100, 1000][: len(copies)], outcomes, ts, errors, norm_factor * errors, {"width": 8}, 10)
 
 
 PEAKED = [1.0, 2.0, 3.0, 2.0, 1.0, 1.0, 4.0]  # local maximum at t = 0.2, rise at t = 0.9
@@ -101,6 +141,10 @@ def test_capacity_rule_gives_each_verdict() -> None:
     assert lf.capacity_rule(_capacity([0.2, 0.1, 0.0], PEAKED)).verdict is Verdict.PARTLY
     assert lf.capacity_rule(_capacity([0.2, 0.1, 0.0], FLAT)).verdict is Verdict.NOT_REPRODUCED
     assert "first n below 1/2: 100" in lf.capacity_rule(_capacity([0.9, 0.4, 0.0], FLAT)).number
+    # the same peaked error from a network no better than the zero field (error ~ E||u*||^2): its shape is not read
+    unlearned = lf.capacity_rule(_capacity([0.2, 0.1, 0.0], PEAKED, norm_factor=1.0))
+    assert unlearned.verdict is Verdict.NOT_REPRODUCED and "not read" in unlearned.number
+    assert lf.capacity_rule(_capacity([0.9, 0.4, 0.0], PEAKED, norm_factor=1.0)).verdict is Verdict.PARTLY
 
 
 def _hybrid(copies, d=64, name="x") -> lf.HybridCurve:
@@ -122,7 +166,7 @@ def test_hybrid_tau_rule_gives_each_verdict() -> None:
     assert lf.hybrid_tau_rule([copies_alone]).verdict is Verdict.NOT_REPRODUCED
     # the rule reads the highest dimension
     assert lf.hybrid_tau_rule([late, _hybrid([0.0, 0.3, 0.9, 1.0, 1.0, 1.0], d=3072)]).verdict is Verdict.REPRODUCED
-    assert "not reproduced at this scale" in lf.hybrid_tau_rule([late]).number
+    assert "by tau = 0.3: no, by tau = 0.5: no" in lf.hybrid_tau_rule([late]).number
 
 
 def test_describe_crossing() -> None:
@@ -143,7 +187,10 @@ def test_hybrid_tau_rule_partly() -> None:
     taus = np.array([0.0, 0.3, 0.45, 0.6, 1.0])
     copies = np.array([0.0, 0.1, 0.6, 0.9, 1.0])
     curve = lf.HybridCurve("x", 64, 10, taus, copies, 1 - copies, 0.4, taus[:-1], taus[:-1], 0.4)
-    assert lf.hybrid_tau_rule([curve]).verdict is Verdict.PARTLY
+    finding = lf.hybrid_tau_rule([curve])
+    assert finding.verdict is Verdict.PARTLY
+    # the number states the parts; it used to say "not reproduced at this scale" beside a "partly reproduced"
+    assert "by tau = 0.3: no, by tau = 0.5: yes" in finding.number and "reproduced" not in finding.number
 
 
 # ------------------------------------------------------------------------------ computations
@@ -156,6 +203,23 @@ def test_efm_enumeration_and_mutation(monkeypatch) -> None:
     real = lf.efm_exact_moments
     monkeypatch.setattr(lf, "efm_exact_moments", lambda *a, **k: real(*a, **{**k, "anchor": "uniform"}))
     with pytest.raises(ClaimBroken):  # mutation: the pool without x1 breaks the identity and stops the run
+        lf.efm_unbiased_rule(lf.efm_enumeration(points=3), _curve([[1.0, 1.0], [0.3, 0.5]]))
+
+
+def test_efm_enumeration_mutation_wrong_temperature_stops_the_run(monkeypatch) -> None:
+    """Mutation: the pool's weights at temperature 1/(1 - t) instead of 1/(1 - t)^2 (in the target itself)."""
+    import inspect
+    import textwrap
+
+    import fmlib.losses
+
+    source = textwrap.dedent(inspect.getsource(fmlib.losses.efm_target))
+    mutated_source = source.replace("s = (t / gap).unsqueeze(1)", "s = (t / gap.sqrt()).unsqueeze(1)")
+    assert mutated_source != source
+    namespace = dict(vars(fmlib.losses))
+    exec(mutated_source, namespace)  # the function's own source with one change
+    monkeypatch.setattr(fmlib.losses, "efm_target", namespace["efm_target"])
+    with pytest.raises(ClaimBroken, match=r"\[efm-unbiased\] .*exact bias"):
         lf.efm_unbiased_rule(lf.efm_enumeration(points=3), _curve([[1.0, 1.0], [0.3, 0.5]]))
 
 
@@ -178,6 +242,10 @@ def test_efm_variance_falls_with_m_and_mutation_raises_it(split, monkeypatch) ->
     check = _enumeration()
     assert lf.efm_unbiased_rule(check, curve).verdict is Verdict.REPRODUCED
     assert lf.efm_unbiased_rule(check, mutated).verdict is Verdict.PARTLY
+    # mutation: a target that ignores the pool (x1 - x0 whatever M): ratio 1, which '< 1 + 3 s.e.' alone accepted
+    monkeypatch.setattr(lf, "efm_target", lambda x0, x1, t, others: x1 - x0)
+    ignored = lf.efm_variance(data, pool_sizes=[1, 4, 32], ts=[0.2, 0.5], draws=256, seed=0)
+    assert lf.efm_unbiased_rule(check, ignored).verdict is Verdict.PARTLY
 
 
 def test_capacity_sweep_and_copying_mutation(split, recipe, monkeypatch) -> None:
@@ -193,6 +261,25 @@ def test_capacity_sweep_and_copying_mutation(split, recipe, monkeypatch) -> None
     )
     copied = lf.capacity_sweep(recipe, split, sizes=[10, 20], x0=x0, ts=[0.2, 0.5], sample_steps=5, error_draws=32)
     assert [o.copy_fraction for o in copied.outcomes] == [1.0, 1.0]
+
+
+def test_capacity_mutation_an_optimiser_that_never_steps(split, tmp_path, monkeypatch) -> None:
+    """An untrained network's error is about E||u*||^2, with bumps that passed the early-peak feature by chance."""
+    x0 = lf.noises(16, split.d, 1)
+    ts = [0.02, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+
+    def sweep(store: str) -> lf.Capacity:
+        recipe = lf.TrainingRecipe(net_options={"width": 32, "depth": 2}, steps=300, store=store, device="cpu",
+                                   progress=False)
+        return lf.capacity_sweep(recipe, split, sizes=[10, 30], x0=x0, ts=ts, sample_steps=10, error_draws=64)
+
+    clean = sweep(str(tmp_path / "clean"))
+    assert np.all(clean.error < 0.8 * clean.optimal_norm)
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *args, **kwargs: None)
+    untrained = sweep(str(tmp_path / "untrained"))
+    assert np.mean(untrained.error[-1] / untrained.optimal_norm[-1]) > 1.0
+    finding = lf.capacity_rule(untrained)
+    assert finding.verdict is Verdict.NOT_REPRODUCED and "not read" in finding.number
 
 
 def test_hybrid_sweep_ends_on_copies_and_mutation(split, recipe, monkeypatch) -> None:
@@ -293,7 +380,11 @@ def test_load_split_shapes_and_disjointness() -> None:
     assert split.pool.shape == (40, 12) and split.held_out.shape == (10, 12) and split.channels == 3
     digits = lf.load_split("digits", held_out=97, seed=0)
     assert digits.pool.shape == (1700, 64)
-    assert torch.cdist(digits.pool, digits.held_out).min() >= 0  # rows come from one permutation
+    # pool and held-out points partition the 1797 digits (all distinct rows): none is in both, none is lost
+    # (the former check, cdist(...).min() >= 0, held for any split, overlapping or not)
+    rows = torch.cat([digits.pool, digits.held_out])
+    assert torch.unique(rows, dim=0).shape[0] == 1797
+    assert torch.cdist(digits.pool, digits.held_out).min() > 0
     assert lf.load_split("two_moons", held_out=5, pool_size=20).d == 2
 
 

@@ -8,6 +8,7 @@ measured t* or the verdicts change while the unmutated pipeline gives its expect
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 from fmlib.closed_form import ClosedFormField
 from fmlib.data import make_dataset
 from fmlib.experiments import stochastic_target as st
-from fmlib.experiments.verdicts import Verdict
+from fmlib.experiments.verdicts import ClaimBroken, Verdict
 from fmlib.path import snr_to_time
 
 REPRODUCED, PARTLY, NOT = Verdict.REPRODUCED, Verdict.PARTLY, Verdict.NOT_REPRODUCED
@@ -46,6 +47,16 @@ def test_falls_with_d_needs_three_dimensions_and_a_negative_rank_correlation():
         st.falls_with_d([1, 2], [1.0])
 
 
+def test_the_size_of_the_falls_rule_is_stated_exactly():
+    """Orderings with rho <= -0.5: 3 of 6 over three dimensions, 5 of 24 over four (a lenient rule, said so)."""
+    assert st.falls_by_chance(3) == pytest.approx(0.5) and st.falls_by_chance(4) == pytest.approx(5 / 24)
+    rng = np.random.default_rng(0)
+    hits = np.mean([st.falls_with_d([1, 2, 3, 4], rng.permutation(4).astype(float)).holds for _ in range(1000)])
+    assert hits == pytest.approx(st.falls_by_chance(4), abs=0.05)
+    with pytest.raises(ValueError, match="dimensions"):
+        st.falls_by_chance(2)
+
+
 # --- verdict rules on contrary data ----------------------------------------------------------------
 
 
@@ -62,7 +73,11 @@ def test_cosine_high_d_rule_gives_each_verdict():
     assert st.cosine_high_d_rule(high_d(two_d=0.3)).verdict is PARTLY  # 2-D aligned early: half the claim
     finding = st.cosine_high_d_rule(high_d(fraction=0.5, two_d=0.3))
     assert finding.verdict is NOT and "F(t = 0.2) >= 0.9 in high d: no" in finding.number
-    assert st.cosine_high_d_rule(high_d(two_d=math.inf)).verdict is REPRODUCED  # never aligned in 2-D: stochastic
+    # never aligned by t = 0.9999, in 2-D or in high d: the closed form did not collapse, the run stops
+    with pytest.raises(ClaimBroken, match=r"\[cosine-high-d\].*2-D"):
+        st.cosine_high_d_rule(high_d(two_d=math.inf))
+    with pytest.raises(ClaimBroken, match=r"\[cosine-high-d\].*high-d"):
+        st.cosine_high_d_rule(dataclasses.replace(high_d(fraction=0.0), t_star=math.inf))
 
 
 def trend(family, t_star, width_log_snr, d=(192, 768, 3072), width_t=None):
@@ -153,9 +168,11 @@ def test_grid_table_shows_censored_times_as_a_dash_and_reads_a_sweep_back():
     settings = st.Settings(batch=16, grid_points=6, refine=0, n_boot=20)
     point = settings.measure("gaussian", 4, 3)
     summary = {**point.summary(), "t_star": -math.inf, "t_star_low": -math.inf, "censored": "left"}
-    swept = pd.DataFrame([{"family": "gaussian", "d": 4, "n": 3, "batch": 16, "threshold": 0.9, "level": 0.5,
-                           "stale": False, **summary}])
+    row = {"family": "gaussian", "d": 4, "n": 3, "batch": 16, "threshold": 0.9, "level": 0.5, "seed": 0, "stale": False,
+           **summary}
+    swept = pd.DataFrame([row, {**row, "seed": 1}])  # the same point swept with another seed is not this grid's
     grid = st.grid_from_sweep(swept, settings, ["gaussian"])
+    assert len(grid.points) == 1
     table = grid.table()
     assert table.loc[0, "t*"] == "\N{EN DASH}" and table.loc[0, "95% low"] == "\N{EN DASH}"
     assert not table.astype(str).apply(lambda c: c.str.contains("inf")).any().any()
@@ -175,6 +192,10 @@ def test_training_set_spread_compares_the_pairs_interval_with_independent_sets()
     settings = st.Settings(batch=32, grid_points=8, refine=2, n_boot=50)
     spread = st.training_set_spread(settings, "gaussian", [8, 32], 60, 4, n_boot=200, progress=False)
     assert spread.set_t_stars.shape == (2, 4)
+    # the K sets are independent draws: their t* differ from each other and from set 0's (a spread that measured
+    # set 0 again K times would have sets_sd = 0 and pass every other line of this test)
+    # (one set may hit set 0's t* exactly: F is a multiple of 1/B and may reach 1/2 on a shared grid time)
+    assert np.all(spread.sets_sd > 0) and not np.all(spread.set_t_stars == spread.t_star[:, None], axis=1).any()
     assert np.all(spread.reference_low <= spread.reference) and np.all(spread.reference <= spread.reference_high)
     assert np.all(spread.single_low <= spread.single_high)
     assert spread.values()["sets_outside_pairs"] == int(spread.outside_pairs.sum())
@@ -184,6 +205,16 @@ def test_training_set_spread_compares_the_pairs_interval_with_independent_sets()
 
 
 # --- mutation tests --------------------------------------------------------------------------------
+
+
+def test_mutation_training_sets_that_are_not_independent_are_seen(monkeypatch):
+    """Mutation: every 'independent' training set is the grid's own (the seed is dropped)."""
+    measure = st.Settings.measure
+    monkeypatch.setattr(st.Settings, "measure", lambda self, family, d, n, *, ts=None, seed=None:
+                        measure(self, family, d, n, ts=ts))
+    settings = st.Settings(batch=32, grid_points=8, refine=2, n_boot=50)
+    spread = st.training_set_spread(settings, "gaussian", [8], 60, 3, n_boot=100, progress=False)
+    assert np.all(spread.sets_sd == 0) and np.all(spread.set_t_stars == spread.t_star[:, None])
 
 
 class ZeroField(ClosedFormField):
@@ -217,8 +248,12 @@ def pipeline():
     trend_ = st.dimension_trend(grid, "gaussian", 100, min_d=16)
     losses = st.measure_loss_ratios(["gaussian"], dims=[8, 64, 512], resolutions=[], n=100, times=6, batch=32,
                                     progress=False)
-    verdicts = (st.cosine_high_d_rule(st.high_d_summary(patches, moons)).verdict, laws.collapse_finding().verdict,
-                st.dimension_sweep_rule([trend_]).verdict, losses.finding().verdict)
+    try:
+        cosine = st.cosine_high_d_rule(st.high_d_summary(patches, moons)).verdict
+    except ClaimBroken as broken:  # the closed form did not collapse by t = 0.9999: the run would stop
+        cosine = broken
+    verdicts = (cosine, laws.collapse_finding().verdict, st.dimension_sweep_rule([trend_]).verdict,
+                losses.finding().verdict)
     return grid, moons, trend_, laws, verdicts
 
 
@@ -239,6 +274,8 @@ def test_a_field_that_ignores_the_data_censors_every_t_star_and_changes_the_verd
     monkeypatch.setattr(st, "ClosedFormField", mutant)
     grid, _, _, _, verdicts = pipeline()
     assert (grid.points["t_star"] == math.inf).all()
+    # cosine-high-d: without its collapse check the verdict stayed "partly reproduced" (2-D t* = inf > 0.5 holds)
+    assert isinstance(verdicts[0], ClaimBroken) and verdicts[0].claim == "cosine-high-d"
     assert verdicts[1:3] == (NOT, NOT) and verdicts[3] in (PARTLY, NOT)
     assert verdicts != clean[4]
 
