@@ -84,8 +84,15 @@ def test_no_page_names_a_network_address_for_a_script_style_or_font(html_dir):
     assert (html_dir / "_static" / "fmlib.css").is_file()
 
 
+def page_text(path: Path) -> str:
+    """A page's visible text on one line, with Sphinx's typographic quotes made plain again."""
+    text = html.unescape(re.sub(r"<[^>]+>", "", path.read_text()))
+    return " ".join(text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
+                    .split())
+
+
 def test_runs_page_lists_the_stored_quick_runs(html_dir):
-    text = " ".join(html.unescape(re.sub(r"<[^>]+>", "", (html_dir / "book" / "runs.html").read_text())).split())
+    text = page_text(html_dir / "book" / "runs.html")
     assert "Stored runs" in text
     for name in toc_chapters():
         assert chapter_title(find_chapter(name)) in text, f"the runs page must list {name}'s quick run"
@@ -146,7 +153,7 @@ def test_check_html_names_the_page_with_a_traceback(tmp_path):
 
 
 def test_course_page_has_generated_run_times_and_homework(html_dir):
-    text = " ".join(html.unescape(re.sub(r"<[^>]+>", "", (html_dir / "book" / "course.html").read_text())).split())
+    text = page_text(html_dir / "book" / "course.html")
     for name in toc_chapters():
         notebook = find_chapter(name)
         assert chapter_title(notebook) in text, f"the course guide must list {name}"
