@@ -256,12 +256,21 @@ def test_agreement_with_a_network_that_is_a_field(comparison):
     gf.figure_agreement(good)
 
 
-def test_train_network_is_stored_and_reused(results_store):
-    split = image_split("digits", 20, seed=0, device="cpu")
-    first = gf.train_network(split, steps=5, batch_size=8, device="cpu")
-    again = gf.train_network(split, steps=5, batch_size=8, device="cpu")
-    assert not first.loaded and again.loaded and again.key == first.key
-    assert first.field().velocity(split.heldout[:3], 0.5).shape == (3, 64)
+def test_the_network_is_chapter_4s_model_loaded_not_retrained(results_store):
+    """Part 2's network is the very checkpoint chapter 4's recipe stores: same key, loaded, same rows."""
+    from fmlib.experiments.learned_fields import TrainingRecipe, load_split
+
+    small = {"width": 16, "depth": 2, "steps": 5, "n": 20}
+    source = load_split("digits", held_out=297, seed=0)
+    trained = TrainingRecipe(net_options={"width": 16, "depth": 2}, steps=5, progress=False, device="cpu").train(
+        source, 20)
+    split, model = gf.chapter4_network("digits", device="cpu", **small)
+    assert model.loaded and model.key == trained.key, "chapter 7 must load chapter 4's network, not train its own"
+    assert torch.equal(split.half_a, source.pool[:20]) and torch.equal(split.half_b, source.pool[20:40])
+    assert torch.equal(split.heldout, source.held_out) and split.image_shape == (1, 8, 8)
+    _, retrained = gf.chapter4_network("digits", device="cpu", **{**small, "steps": 6})
+    assert not retrained.loaded and retrained.key != model.key
+    assert model.field().velocity(split.heldout[:3], 0.5).shape == (3, 64)
 
 
 def test_prediction_parameters_are_checked_before_work():

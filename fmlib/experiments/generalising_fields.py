@@ -48,6 +48,7 @@ from torch import Tensor
 from fmlib._checks import check_choice, check_float, check_positive_int, resolve_device
 from fmlib.closed_form import ClosedFormField
 from fmlib.data import DATASETS, make_dataset
+from fmlib.experiments.learned_fields import TrainingRecipe, load_split, training_rows
 from fmlib.experiments.stochastic_target import measure_point
 from fmlib.experiments.verdicts import Finding, Verdict
 from fmlib.generalisation import two_halves_agreement
@@ -57,7 +58,7 @@ from fmlib.ode import integrate, time_grid
 from fmlib.path import snr_grid, time_to_snr
 from fmlib.phase_times import collapse_snr, covariance_top_eigenvalue, speciation_snr
 from fmlib.stats import binomial_limits, crossing_time
-from fmlib.train import TrainConfig, TrainedModel, train_or_load
+from fmlib.train import TrainedModel
 
 __all__ = [
     "FIELD_KINDS",
@@ -70,6 +71,7 @@ __all__ = [
     "Split",
     "agreement_with_network",
     "build_field",
+    "chapter4_network",
     "check_patch_sizes",
     "check_prediction_parameters",
     "class_posterior_curve",
@@ -90,7 +92,6 @@ __all__ = [
     "snr_map_gap",
     "speciation_points",
     "stats_table",
-    "train_network",
     "two_classes",
     "where_copying_stops",
     "whole_patch_gap",
@@ -349,19 +350,31 @@ def creation_rule(claim: str, field_stats: SampleStats, exact: SampleStats, refe
 # Against a trained network
 
 
-def train_network(split: Split, *, net: str = "mlp", steps: int = 2000, batch_size: int = 128, lr: float = 1e-3,
-                  seed: int = 0, device: str = "auto", progress: bool = False) -> TrainedModel:
-    """A velocity network trained with the CFM loss on half A (:func:`fmlib.train.train_or_load`: stored, reused).
+def chapter4_network(data: str, *, resolution: int = 8, cifar10_dir: str = "", net: str = "mlp", width: int = 256,
+                     depth: int = 3, steps: int = 3000, n: int = 300, held_out: int = 297, seed: int = 0,
+                     device: str = "auto") -> tuple[Split, TrainedModel]:
+    """Chapter 4's CFM network on its first n training images, and the split it was trained on.
 
-    ``net`` is ``"mlp"`` (:class:`fmlib.nets.VelocityMLP`, defaults) or ``"unet"``
-    (:class:`fmlib.nets.VelocityUNet` with the split's channels and two levels).
+    Train once, use many times: the data split (:func:`fmlib.experiments.learned_fields.load_split`)
+    and the recipe (:class:`~fmlib.experiments.learned_fields.TrainingRecipe`) are chapter 4's, so with
+    chapter 4's parameters (the defaults here: digits, 297 held out, an MLP of 3 x 256, 3000 steps,
+    batch 128, learning rate 1e-3, EMA 0.999, n = 300, the CFM model of its section 2) the network
+    is loaded from the store when chapter 4 has run, and trained (then stored) otherwise.
+
+    Returns:
+        ``(split, model)``: half A is the network's n training images, half B the next n (the
+        second network of chapter 4's two-halves test), the held-out set chapter 4's.
     """
-    net = check_choice(net, ("mlp", "unet"), "net")
-    options: dict[str, object] = {}
-    if net == "unet":
-        options = {"channels": split.image_shape[0], "block_channels": (32, 64)}
-    config = TrainConfig(net=net, net_options=options, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
-    return train_or_load(config, split.half_a.float(), device=device, progress=progress)
+    spec = {"digits": "digits", "image_patches": f"image_patches:{resolution}", "cifar10": "cifar10"}
+    data = check_choice(data, spec, "data")
+    source = load_split(spec[data], held_out=held_out, seed=seed, cifar10_dir=cifar10_dir)
+    recipe = TrainingRecipe(net=net, net_options={"width": width, "depth": depth} if net == "mlp" else {},
+                            steps=steps, seed=seed, device=device, progress=False)
+    model = recipe.train(source, n)
+    side = math.isqrt(source.d // max(source.channels, 1))
+    split = Split(data, training_rows(source, n, 0), training_rows(source, n, 1), source.held_out,
+                  (max(source.channels, 1), side, side))
+    return split, model
 
 
 def r_squared(prediction: Tensor, target: Tensor) -> float:
