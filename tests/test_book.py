@@ -66,6 +66,8 @@ def html_dir(tmp_path_factory, quick_store, quick_run) -> Path:
     root = tmp_path_factory.mktemp("book")
     for name in toc_chapters():
         quick_run(name)
+    for d in (8, 16):  # a two-point sweep, so the runs page draws a sweep's figure
+        quick_run("cosine_point", d=d)
     with results_at(quick_store):
         return build_book(quick=True, output=root)
 
@@ -97,6 +99,8 @@ def test_runs_page_lists_the_stored_quick_runs(html_dir):
     for name in toc_chapters():
         assert chapter_title(find_chapter(name)) in text, f"the runs page must list {name}'s quick run"
     assert "python -m fmlib show closed_form -p" in text
+    assert "Sweep of cosine_point" in text and (html_dir / "_images" / "sweep-cosine_point.png").exists() or \
+        re.search(r'<img[^>]+src="[^"]*sweep-cosine_point\.png"', (html_dir / "book" / "runs.html").read_text())
 
 
 def chapter_pages(html_dir: Path) -> dict[str, str]:

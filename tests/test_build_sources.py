@@ -24,15 +24,15 @@ from fmlib.book.sphinxext import copy_mathjax
 from fmlib.book.store import run_dir, source_hash
 
 
-def fake_run(name: str, overrides: dict, *, seconds: float = 3.0) -> None:
-    """A stored run as the runner leaves it, without executing the notebook."""
+def fake_run(name: str, overrides: dict, *, seconds: float = 3.0, **results: object) -> None:
+    """A stored run as the runner leaves it (with ``results``), without executing the notebook."""
     notebook = find_chapter(name)
     params = check_parameters(notebook, overrides)
     path = run_dir(notebook.stem, params)
     path.mkdir(parents=True)
     (path / "params.json").write_text(json.dumps(params))
     (path / "results.json").write_text(json.dumps({"claims": {"memorisation": {
-        "verdict": "reproduced", "number": "max distance 1e-9", "rule": "below 1e-6"}}}))
+        "verdict": "reproduced", "number": "max distance 1e-9", "rule": "below 1e-6"}}, **results}))
     (path / "run.json").write_text(json.dumps({"source_hash": source_hash(notebook), "seconds": seconds,
                                                "finished": "2026-12-03T10:00:00", "machine": "test CPU"}))
 
@@ -95,6 +95,32 @@ def test_runs_page_lists_runs_marks_defaults_and_gives_show_commands(results_sto
     assert "`n_train` 12, `cfm_steps` -1.0,0.0,1.0" in text
     assert "**Sweep of `cosine_point`**" in text and "2 stored point(s)" in text and "`d`: 8, 16" in text
     assert "cosine_point" not in text.split("**Sweep")[0], "a sweep's points are not listed as chapter runs"
+
+
+def test_a_sweep_gets_its_figure_one_line_per_value_of_the_other_varied_parameters(results_store, tmp_path):
+    import matplotlib.pyplot as plt
+
+    for family, d, t_star in [("gaussian", 8, 0.3), ("gaussian", 16, 0.2), ("gaussian", 32, 0.1),
+                              ("two_moons", 2, 0.9), ("gaussian", 64, "inf")]:
+        fake_run("cosine_point", {"family": family, "d": str(d), "n": "20"}, t_star=t_star)
+    text = write_runs_table(tmp_path / "runs.md").read_text()
+    assert "![The stored points of the sweep of cosine_point" in text and "(_generated/sweep-cosine_point.png)" in text
+    figure = tmp_path / "sweep-cosine_point.png"
+    assert figure.stat().st_size > 5_000
+    drawn = {}
+    original = plt.Axes.plot
+
+    def spy(ax, x, y, *args, **kwargs):
+        drawn[kwargs.get("label")] = (list(x), list(y))
+        return original(ax, x, y, *args, **kwargs)
+
+    plt.Axes.plot = spy
+    try:
+        write_runs_table(tmp_path / "again.md")
+    finally:
+        plt.Axes.plot = original
+    assert drawn == {"family gaussian": ([8, 16, 32], [0.3, 0.2, 0.1]), "family two_moons": ([2], [0.9])}, \
+        "one line per family, sorted by d, the non-finite t* left out"
 
 
 def test_runs_page_without_runs_says_how_to_store_one(results_store, tmp_path):

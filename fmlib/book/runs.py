@@ -7,9 +7,15 @@ writes at each build from the store (:func:`fmlib.book.store.collect`):
   every default is marked "defaults", and links to the chapter's page, which shows it), when it
   finished, how long it took, whether the notebook or fmlib changed since ("stale"), and the
   ``python -m fmlib show`` command that renders it as a page of its own;
-- per helper notebook that sweeps run point by point (``cosine_point``), one row for the whole
-  sweep: how many points, and the values each varied parameter took. The sweep's figure is drawn by
-  the chapter that reads the sweep (chapter 3 with ``-p source sweep``), not on this page.
+- per helper notebook that sweeps run point by point (``cosine_point``), one entry for the whole
+  sweep: how many points, the values each varied parameter took, and the sweep's figure
+  (:func:`sweep_figure`): the result the notebook names in its front matter against the parameter
+  it names, one line per value of the others::
+
+      fmlib:
+        sweep_figure: {x: d, y: t_star, log_x: true}
+
+  The chapter that reads the sweep (chapter 3 with ``-p source sweep``) draws its own analysis.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from fmlib.book.course import chapter_title
 from fmlib.book.params import read_parameters, shell_value
 from fmlib.book.store import collect
 
-__all__ = ["changed_parameters", "show_command", "write_runs_table"]
+__all__ = ["changed_parameters", "show_command", "sweep_figure", "write_runs_table"]
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -69,7 +75,48 @@ def _chapter_rows(name: str) -> list[str]:
     return [*lines, ""]
 
 
-def _sweep_rows(name: str) -> list[str]:
+def sweep_figure(name: str, frame: Any, path: Path) -> Path | None:
+    """Draw the sweep of helper notebook ``name`` (its stored points, ``frame``) into ``path``; None if undeclared.
+
+    The notebook's front matter ``fmlib: sweep_figure: {x, y, log_x}`` names the parameter on the
+    horizontal axis and the result on the vertical one; each combination of the other varied
+    parameters is one line, labelled with their values. Points whose result is not finite (a
+    censored crossing) are left out and counted in the title.
+    """
+    import jupytext
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    spec = jupytext.read(find_chapter(name)).metadata.get("fmlib", {}).get("sweep_figure")
+    if not spec or spec["x"] not in frame or spec["y"] not in frame:
+        return None
+    x, y = spec["x"], spec["y"]
+    others = [k for k in read_parameters(find_chapter(name)) if k in frame and k != x
+              and frame[k].map(shell_value).nunique() > 1]
+    values = frame[y].map(lambda v: float(v) if isinstance(v, (int, float)) else math.nan)
+    finite = np.isfinite(values.to_numpy(dtype=float))
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    groups = frame[finite].groupby(others) if others else [((), frame[finite])]
+    for key, part in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{k} {shell_value(v)}" for k, v in zip(others, key, strict=True)) or y
+        part = part.sort_values(x)
+        ax.plot(part[x], values[part.index], marker="o", label=label)
+    ax.set(xlabel=x, ylabel=y, xscale="log" if spec.get("log_x") else "linear",
+           title=f"sweep of {name}: {int(finite.sum())} point(s)"
+                 + (f", {int((~finite).sum())} without a finite {y} (not drawn)" if (~finite).any() else ""))
+    if others:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _sweep_rows(name: str, directory: Path) -> list[str]:
     frame = collect(name, include_lists=True)
     if frame.empty:
         return []
@@ -81,10 +128,14 @@ def _sweep_rows(name: str) -> list[str]:
             if len(values) > 1:
                 varied.append(f"`{key}`: {', '.join(values)}")
     stale = int(frame["stale"].sum()) if "stale" in frame else 0
+    drawn = sweep_figure(name, frame, directory / f"sweep-{name}.png")
+    figure = [f"![The stored points of the sweep of {name}: a result against a varied parameter, one line per "
+              f"value of the others.](_generated/{drawn.name})", ""] if drawn else []
     return [f"**Sweep of `{name}`** (a helper notebook, not a chapter): {len(frame)} stored point(s)"
             + (f", {stale} stale" if stale else "") + ".", "",
             "Varied: " + ("; ".join(varied) if varied else "nothing (one point)") + ".", "",
-            f"Any point renders as a page with `python -m fmlib show {name} -p NAME VALUE ...`.", ""]
+            f"Any point renders as a page with `python -m fmlib show {name} -p NAME VALUE ...`.", "",
+            *figure]
 
 
 def write_runs_table(path: Path) -> Path:
@@ -95,7 +146,7 @@ def write_runs_table(path: Path) -> Path:
         lines += _chapter_rows(name)
     for name in runnable_names():
         if name not in chapters:
-            lines += _sweep_rows(name)
+            lines += _sweep_rows(name, path.parent)
     if not lines:
         lines = ["No run is stored yet: `python -m fmlib run NAME` stores one (see {ref}`rerun`)."]
     write_text_if_changed(path, "\n".join(lines) + "\n")
