@@ -20,7 +20,9 @@ writes at each build from the store (:func:`fmlib.book.store.collect`):
 
 from __future__ import annotations
 
+import io
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -110,9 +112,14 @@ def sweep_figure(name: str, frame: Any, path: Path) -> Path | None:
                  + (f", {int((~finite).sum())} without a finite {y} (not drawn)" if (~finite).any() else ""))
     if others:
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
+    if not (path.is_file() and path.read_bytes() == image.getvalue()):  # unchanged: the build's cache holds
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # written aside, then renamed: never half
+        partial.write_bytes(image.getvalue())
+        os.replace(partial, path)
     return path
 
 
