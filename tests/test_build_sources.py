@@ -9,7 +9,9 @@ and ``show`` says how to store a run it cannot find.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import time
 
 import pytest
 import yaml
@@ -58,6 +60,18 @@ def test_sources_are_staged_outside_book_and_rewritten_only_when_changed(tmp_pat
     after = subprocess.run(["git", "status", "--porcelain", "--ignored", "book"], cwd=REPO_ROOT,
                            capture_output=True, text=True, check=True).stdout
     assert after == before
+
+
+def test_a_restaged_file_gets_a_fresh_time_so_sphinx_sees_the_change(tmp_path):
+    """A file edited while a build ran is older than that build's pages: its staged copy must look new."""
+    source = stage_sources(tmp_path / "source")
+    staged = source / "book" / "runs.md"
+    staged.write_text("the text an earlier build staged")
+    os.utime(staged, ns=(0, 0))
+    start = time.time_ns()
+    stage_sources(source)
+    assert staged.read_bytes() == (REPO_ROOT / "book" / "runs.md").read_bytes()
+    assert staged.stat().st_mtime_ns >= start - 10**9, "the copy keeps the repository file's old time"
 
 
 def test_mathjax_is_copied_once_from_the_package(tmp_path):

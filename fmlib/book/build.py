@@ -59,7 +59,8 @@ def stage_sources(source: Path, repo: Path = REPO_ROOT) -> Path:
             target = source / relative
             if not (target.is_file() and target.read_bytes() == file.read_bytes()):
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(file, target)
+                shutil.copy(file, target)  # a fresh modification time: Sphinx rebuilds what changed, even
+                # a file edited while an earlier build ran (its own, older time would look already built)
     for old in [f for f in source.rglob("*") if f.is_file()]:
         relative = old.relative_to(source)
         if relative not in wanted and not any(relative.as_posix().startswith(g + "/") for g in _GENERATED):
