@@ -1,16 +1,17 @@
-r"""Measures of memorisation: distances to the training set, copies, alignment of the field, separation.
+r"""Measures of a field and of its samples: alignment with the target, separation of the data, the off-span part.
 
-Distances to the training points are found by streaming over the data in chunks with the matrix
-product trick :math:`\|x - y\|^2 = \|x\|^2 - 2\langle x, y\rangle + \|y\|^2` (no (B, n, d) tensor, no
-copy of the data as ``torch.cdist`` makes); the distances reported for the points found are then
-recomputed from explicit differences, so an exact copy is at distance 0 up to round-off of the
-difference itself rather than of :math:`\|x\|^2`.
+:func:`cosine_to_target` (the cosine between a field and :math:`x_1 - x_0`), :func:`pairwise_separation`
+(distances between training points), and :func:`off_span_trajectories`: the part of a field's
+trajectories orthogonal to the span of the data, against the exact law :math:`P x(t) = (1 - t) P x(0)`
+of :math:`u^*` (*reconstructed*; used by chapters 1 and 5). Distances to the training set and the
+copy criterion are in :mod:`fmlib.neighbours`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -21,11 +22,15 @@ from fmlib._checks import (
     check_field,
     check_same_shape,
 )
-from fmlib.ode import Field, Velocity
+from fmlib.ode import Field, Velocity, integrate
+from fmlib.osdnet import check_basis
 
 __all__ = [
+    "OffSpan",
     "Separation",
     "cosine_to_target",
+    "off_span",
+    "off_span_trajectories",
     "pairwise_separation",
 ]
 
@@ -143,3 +148,72 @@ def pairwise_separation(data: Tensor) -> Separation:
     distances = values.clamp_(min=0.0).sqrt_()
     minimum = float((data[closest_pair[0]] - data[closest_pair[1]]).norm())
     return Separation(minimum=minimum, median=_median(distances))
+
+
+
+def off_span(y: Tensor, basis: Tensor) -> Tensor:
+    r""":math:`P y = y - U (U^\top y)` for rows y (..., d), with ``basis`` U (d, k) orthonormal."""
+    u = basis.to(dtype=y.dtype, device=y.device)
+    return y - (y @ u) @ u.T
+
+
+@dataclass(frozen=True)
+class OffSpan:
+    r"""The off-span part along B trajectories of a field on a grid of K + 1 times.
+
+    Attributes:
+        times: (K + 1,) float64.
+        path_ratio: (K + 1,) median over trajectories of :math:`\|P x(t)\| / \|P x(0)\|` (:math:`1 - t` for u*).
+        velocity_ratio: (K + 1,) median of :math:`\|P v(x(t), t)\| / \|P x(0)\|` (1 for u*); NaN at t = 1.
+        sample_ratio: (B,) :math:`\|P x(1)\| / \|P x(0)\|` at the last time (0 for u* at t = 1).
+        law_deviation: :math:`\max_{t, b} \|P x(t) - (1 - t) P x(0)\| / \|P x(0)\|`, the distance to the
+            exact law of u*.
+        samples: (B, d) the end points x(t_K).
+    """
+
+    times: np.ndarray
+    path_ratio: np.ndarray
+    velocity_ratio: np.ndarray
+    sample_ratio: np.ndarray
+    law_deviation: float
+    samples: Tensor
+
+
+def off_span_trajectories(
+    field: Field | Velocity, x0: Tensor, ts: Tensor, basis: Tensor, *, method: str = "euler"
+) -> OffSpan:
+    r"""Integrate ``field`` from ``x0`` over ``ts`` and measure its off-span part (see :class:`OffSpan`).
+
+    Args:
+        field: a field for :func:`fmlib.ode.integrate`.
+        x0: (B, d) noise.
+        ts: (K + 1,) grid from 0 (to 1 needs the field's ``posterior_mean``).
+        basis: (d, k) orthonormal basis of the span (checked).
+        method: a solver of :data:`fmlib.ode.SOLVERS`.
+    """
+    velocity = check_field(field)
+    x0 = check_batch(x0, "x0")
+    check_basis(basis)
+    if basis.shape[0] != x0.shape[1]:
+        raise ValueError(f"basis has d={basis.shape[0]} rows but x0 has d={x0.shape[1]}; they must match")
+    with torch.no_grad():
+        result = integrate(field, x0, ts, method=method, return_trajectory=True)
+    times = result.ts.numpy()
+    off = off_span(result.trajectory.double(), basis)  # (K + 1, B, d)
+    start = off[0].norm(dim=-1).clamp(min=1e-300)
+    path = off.norm(dim=-1) / start
+    law = (off - torch.from_numpy(1.0 - times).to(off)[:, None, None] * off[0]).norm(dim=-1) / start
+    speed = torch.full_like(path, float("nan"))
+    with torch.no_grad():
+        for step, t in enumerate(times.tolist()):
+            if t < 1.0:
+                v = velocity(result.trajectory[step], t)
+                speed[step] = off_span(v.double(), basis).norm(dim=-1) / start
+    return OffSpan(
+        times=times,
+        path_ratio=path.median(dim=1).values.cpu().numpy(),
+        velocity_ratio=speed.median(dim=1).values.cpu().numpy(),
+        sample_ratio=path[-1].cpu().numpy(),
+        law_deviation=float(law.max()),
+        samples=result.x,
+    )

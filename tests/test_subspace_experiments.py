@@ -23,7 +23,6 @@ from fmlib.experiments.subspace import (
     make_setup,
     mlp_config,
     mlp_lipschitz,
-    off_span_trajectories,
     off_subspace_decay_rule,
     osdnet_config,
     osdnet_rule,
@@ -35,6 +34,7 @@ from fmlib.experiments.subspace import (
 )
 from fmlib.experiments.verdicts import ClaimBroken, Verdict
 from fmlib.generalisation import summarise
+from fmlib.metrics import off_span_trajectories
 from fmlib.ode import SOLVERS, time_grid
 from fmlib.osdnet import span_basis
 from fmlib.theory import gronwall_endpoint_bound

@@ -40,8 +40,10 @@ from tqdm import tqdm
 from fmlib._checks import FloatArray, check_batch, check_data, check_float, check_positive_int, check_times
 from fmlib.closed_form import ClosedFormField
 from fmlib.experiments.verdicts import Finding, Verdict, graded, require
+from fmlib.metrics import off_span, off_span_trajectories
 from fmlib.neighbours import nearest_neighbor_distance
 from fmlib.ode import SOLVERS, integrate, time_grid
+from fmlib.osdnet import span_basis
 from fmlib.path import draw_pairs, interpolate
 from fmlib.plots import colorbar, legend_outside
 
@@ -597,18 +599,16 @@ def span_experiment(field: object, data: Tensor, x0: Tensor, ts: Tensor | Sequen
     """
     check_data(data)
     check_batch(x0, "x0")
-    rank = int(torch.linalg.matrix_rank(data.double()))
+    basis = span_basis(data)  # (D, rank), orthonormal: one SVD, k its numerical rank
+    rank = basis.shape[1]
     if rank >= data.shape[1]:
         raise ValueError(f"data must span a proper subspace (rank {rank} < dimension {data.shape[1]}); "
                          "lower the rank of the data or raise the dimension")
-    basis = torch.linalg.svd(data.T, full_matrices=True).U[:, rank:]  # (D, D - rank), the complement
     law_error, end_norm = {}, {}
     for method in methods:
-        result = integrate(field, x0, ts, method=method, return_trajectory=True)
-        off = result.trajectory @ basis  # (K + 1, B, D - rank)
-        predicted = (1 - result.ts.to(off))[:, None, None] * off[0]
-        law_error[method] = float(((off - predicted).norm(dim=-1) / off[0].norm(dim=-1)).max())
-        end_norm[method] = float(off[-1].norm(dim=-1).max())
+        law = off_span_trajectories(field, x0, ts, basis, method=method)  # the measurement chapter 5 uses too
+        law_error[method] = law.law_deviation
+        end_norm[method] = float(off_span(law.samples.double(), basis).norm(dim=-1).max())
     return SpanCheck(law_error=law_error, end_norm=end_norm)
 
 
