@@ -73,3 +73,14 @@ def quick_run(quick_store) -> Callable[..., RunResult]:
             return run_chapter(name, params, progress=False)
 
     return run
+
+
+def findings(run: RunResult, expected: set[str]) -> dict[str, dict[str, str]]:
+    """The claims a run recorded, checked: exactly ``expected``, each with a known verdict and its rule."""
+    from fmlib.book.report import VERDICTS
+
+    claims = run.results["claims"]
+    assert set(claims) == expected, f"{run.name} records {sorted(claims)}, expected {sorted(expected)}"
+    for key, claim in claims.items():
+        assert claim["verdict"] in VERDICTS and claim["rule"], f"{run.name}: {key} lacks a verdict or its rule"
+    return claims

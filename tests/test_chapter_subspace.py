@@ -7,8 +7,8 @@ import pytest
 
 from fmlib.book.chapters import find_chapter, quick_parameters
 from fmlib.book.params import ParameterError
-from fmlib.book.report import VERDICTS
 from fmlib.book.run import run_chapter
+from tests.conftest import findings
 
 CHAPTER = "subspace"
 
@@ -18,9 +18,7 @@ def test_chapter_runs_with_tiny_parameters(quick_run):
     assert quick_parameters(find_chapter(CHAPTER)), "the chapter must declare tiny test parameters in its front matter"
     run = quick_run(CHAPTER)
     results = run.results
-    claims = results["claims"]
-    assert set(claims) == {"span-ode-law", "off-subspace-decay", "osdnet", "teacher-student-bound"}
-    assert all(claim["verdict"] in VERDICTS for claim in claims.values())
+    claims = findings(run, {"span-ode-law", "off-subspace-decay", "osdnet", "teacher-student-bound"})
     assert claims["span-ode-law"]["verdict"] == "reproduced"
     assert results["law_worst"] < 1e-10
     assert results["digits_centred_rank"] < 64 and results["digits_rank"] <= results["digits_centred_rank"] + 1

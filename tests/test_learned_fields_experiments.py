@@ -46,6 +46,22 @@ def recipe(tmp_path) -> lf.TrainingRecipe:
 # ------------------------------------------------------------------------------------ rules
 
 
+class Still:
+    """A field that never moves: zero velocity, the denoiser returns its input."""
+
+    def velocity(self, x, t):
+        return torch.zeros_like(x)
+
+    def posterior_mean(self, x, t):
+        return x
+
+
+def ignore_the_field(monkeypatch) -> None:
+    """Mutation: the chapter's solver (``lf.integrate``) integrates :class:`Still` whatever field it is given."""
+    real = lf.integrate
+    monkeypatch.setattr(lf, "integrate", lambda field, x, ts, **k: real(Still(), x, ts, **k))
+
+
 def _enumeration(bias=1e-16, variance=(1.0, 2.0), cfm=(3.0, 4.0)) -> lf.EnumerationCheck:
     return lf.EnumerationCheck(6, 3, 3, 0.4, bias, 0.5, np.array(variance), np.array(cfm))
 
@@ -111,15 +127,7 @@ def test_efm_fid_mutation_untrained_networks_void_the_comparison(split, tmp_path
             mutated = verdict(str(tmp_path / name.replace(" ", "_")))
         assert mutated.verdict is Verdict.NOT_REPRODUCED and "comparison is void" in mutated.number, name
     # a sampler whose solver ignores the (stored, trained) field returns the noises themselves
-    class Still:
-        def velocity(self, x, t):
-            return torch.zeros_like(x)
-
-        def posterior_mean(self, x, t):
-            return x
-
-    real = lf.integrate
-    monkeypatch.setattr(lf, "integrate", lambda field, x, ts, **k: real(Still(), x, ts, **k))
+    ignore_the_field(monkeypatch)
     frozen = verdict(str(tmp_path / "clean"))
     assert frozen.verdict is Verdict.NOT_REPRODUCED and "comparison is void" in frozen.number
 
@@ -292,15 +300,7 @@ def test_hybrid_sweep_ends_on_copies_and_mutation(split, recipe, monkeypatch) ->
     assert 0.0 < curve.weight_crossing < 1.0
 
     # mutation: a solver that ignores the field stays at the noise: u* alone no longer copies
-    class Still:
-        def velocity(self, x, t):
-            return torch.zeros_like(x)
-
-        def posterior_mean(self, x, t):
-            return x
-
-    real = lf.integrate
-    monkeypatch.setattr(lf, "integrate", lambda field, x, ts, **k: real(Still(), x, ts, **k))
+    ignore_the_field(monkeypatch)
     mutated = lf.hybrid_sweep(model, train, split.held_out, x0, taus=[0.0, 0.5, 1.0], steps=10)
     assert mutated.copy_fraction[-1] < 0.5
 
