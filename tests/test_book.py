@@ -337,11 +337,18 @@ def test_chapters_have_launch_and_download_buttons(rendered, site):
 
 
 def test_exercises_are_numbered_and_solutions_open_on_click(html_dir, site, browser):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 
     for chapter, name in enumerate(toc_chapters(), start=1):
         browser.get(f"{site}/book/chapters/{name}.html")
-        exercises = browser.find_elements(By.CSS_SELECTOR, "div.exercise > p.admonition-title")
+        try:  # the page must have loaded (a loaded page with no exercise still fails here)
+            exercises = WebDriverWait(browser, 15).until(expected_conditions.presence_of_all_elements_located(
+                (By.CSS_SELECTOR, "div.exercise > p.admonition-title")))
+        except TimeoutException:
+            exercises = []
         assert exercises, f"{name}: a chapter ends with exercises"
         numbers = [re.match(r"Exercise (\d+\.\d+)", e.text).group(1) for e in exercises]
         assert numbers == [f"{chapter}.{i}" for i in range(1, len(numbers) + 1)], f"{name}: exercises {numbers}"
