@@ -14,6 +14,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from selenium.webdriver.support.ui import WebDriverWait
 
 from fmlib.book.chapters import REPO_ROOT
 from fmlib.book.report import _TableView, format_cell
@@ -59,6 +60,9 @@ def checked(tmp_path_factory):
         for name in PAGES:
             outside_requests(browser)  # empty the log
             browser.get(f"{base}/{name}")
+            WebDriverWait(browser, 15).until(  # this page, loaded: never the previous one (a race seen once)
+                lambda b, name=name: b.current_url.endswith(name)
+                and b.execute_script("return document.readyState") == "complete")
             found[name] = (browser.execute_script(LAYOUT_PROBLEMS), outside_requests(browser))
     return found
 
