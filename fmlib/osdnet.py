@@ -20,7 +20,9 @@ Writing :math:`a = b / (1 - t)` is also our choice: under the optimal field
 (``notebooks/05_subspace.md``), and :math:`b` stays of order one where :math:`a` does not. b starts at 0.
 
 Also here: :func:`numerical_rank` (singular values against a relative tolerance) and
-:func:`span_basis` (the SVD basis, computed once, with its checks).
+:func:`span_basis` (the SVD basis, computed once, with its checks; :func:`span_svd` and
+:func:`sketched_span` compute it, by a certified random sketch where the data lie on a
+low-dimensional subspace).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from torch import Tensor, nn
 from fmlib._checks import check_choice, check_data, check_positive_int
 from fmlib.nets import VelocityMLP, register_net
 
-__all__ = ["OSDNet", "RankReport", "check_basis", "make_osdnet", "numerical_rank", "span_basis"]
+__all__ = ["OSDNet", "RankReport", "SpanSVD", "check_basis", "make_osdnet", "numerical_rank", "sketched_span",
+           "span_basis", "span_svd"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,8 @@ class RankReport:
 
     Attributes:
         rank: the number of singular values above ``tolerance``.
-        singular_values: (min(n, d),) float64 CPU tensor, decreasing.
+        singular_values: (r,) float64 CPU tensor, decreasing: all min(n, d) of them when computed
+            exactly, the sketch's w >= rank leading ones when :func:`span_svd` certified a sketch.
         tolerance: the absolute threshold, ``rtol`` times the largest singular value.
         centred: whether the mean was subtracted first (then the rank is that of the affine hull).
     """
@@ -65,7 +69,8 @@ def numerical_rank(data: Tensor, *, centre: bool = False, rtol: float | None = N
     carry round-off of relative size 1e-7, which a float64 tolerance would count as rank). With
     ``centre=True`` the column means are subtracted
     first: the rank of the affine hull, e.g. of the digits after centring. The linear span, which
-    the optimal field's samples stay in, is that of the uncentred data (``centre=False``).
+    the optimal field's samples stay in, is that of the uncentred data (``centre=False``). The
+    singular values come from :func:`span_svd`: a certified sketch for data of low rank, else exactly.
 
     Args:
         data: (n, d) float32 or float64, any device.
@@ -76,31 +81,46 @@ def numerical_rank(data: Tensor, *, centre: bool = False, rtol: float | None = N
         a :class:`RankReport`.
     """
     check_data(data)
+    if rtol is None:
+        rtol = max(data.shape) * torch.finfo(data.dtype).eps
     x = data.detach().to(dtype=torch.float64)
     if centre:
         x = x - x.mean(dim=0, keepdim=True)
-    sigma = torch.linalg.svdvals(x).cpu()
-    if rtol is None:
-        rtol = max(x.shape) * torch.finfo(data.dtype).eps
-    elif not 0.0 < rtol < 1.0:
-        raise ValueError(f"rtol must lie in (0, 1), got {rtol!r}")
-    tolerance = float(rtol * sigma[0]) if sigma.numel() else 0.0
-    return RankReport(rank=int((sigma > tolerance).sum()), singular_values=sigma, tolerance=tolerance, centred=centre)
+    svd = span_svd(x, rtol=rtol)
+    sigma = svd.singular_values.cpu()
+    return RankReport(rank=svd.rank, singular_values=sigma, tolerance=float(svd.rtol * sigma[0]), centred=centre)
+
+
+_OVERSAMPLING = 8
+"""Extra columns of the random sketch beyond k (Halko, Martinsson & Tropp 2011, Section 4.2, suggest 5 to 10)."""
+_GRAM_RTOL = 1e-7
+"""Smallest rank tolerance the float64 Gram matrix resolves with a margin (its error: 1.5e-8 of sigma_1)."""
 
 
 def span_basis(data: Tensor, k: int | None = None, *, rtol: float | None = None) -> Tensor:
-    r"""An orthonormal basis :math:`U` (d, k) of the span of the data rows, from one SVD, computed once.
+    r"""An orthonormal basis :math:`U` (d, k) of the span of the data rows: its leading k right singular vectors.
 
     .. math:: Y = \tilde U \Sigma V^\top \ (\text{SVD of } Y \in \mathbb{R}^{n \times d}), \qquad U = V_{:, 1:k}
 
-    the leading k right singular vectors. float64 data: LAPACK's thin SVD of Y. float32 data: the
-    same from the eigendecomposition of the float64 Gram matrix, :math:`Y^\top Y = V \Sigma^2 V^\top`
-    when n >= d, else :math:`Y Y^\top = \tilde U \Sigma^2 \tilde U^\top` and
-    :math:`V = Y^\top \tilde U \Sigma^{-1}` (re-orthonormalised by a QR); its singular values carry an
-    error of about :math:`\sqrt{\varepsilon_{64}} \sigma_1 \approx 1.5 \cdot 10^{-8} \sigma_1`, below
-    the float32 rank tolerance. Cost: one GEMM of :math:`n d \min(n, d)` and an eigendecomposition
-    of size :math:`\min(n, d)`, no more than one pass of the closed form over B = n queries
-    (:math:`2 n^2 d`; ratios in ``benchmarks/span_basis.py``).
+    Computed once, in float64, in one of two ways:
+
+    * **a certified sketch** (:func:`sketched_span`) when the sketch width :math:`w = k + 8` (k given)
+      or :math:`w = 16, 32, \dots` (k None) is at most :math:`\min(n, d) / 6`: the SVD of Y restricted to
+      a random w-dimensional slice of its row space, kept only if the residual certifies that Y has no
+      singular value above the rank tolerance outside that slice. Cost :math:`6 n d w` flops, for
+      data on a low-dimensional subspace (the OSDNet setting) a small fraction of one pass of the
+      closed form over B = n queries (:math:`2 n^2 d`);
+    * **the exact decomposition** otherwise (or when the certificate fails): LAPACK's thin SVD at
+      float64's default tolerance; at float32's (any rtol >= 1e-7) the eigendecomposition of the
+      float64 Gram matrix, :math:`Y^\top Y = V \Sigma^2 V^\top` when n >= d, else
+      :math:`Y Y^\top = \tilde U \Sigma^2 \tilde U^\top` and :math:`V = Y^\top \tilde U \Sigma^{-1}`
+      (re-orthonormalised by a QR); its singular values carry
+      an error of about :math:`\sqrt{\varepsilon_{64}} \sigma_1 \approx 1.5 \cdot 10^{-8} \sigma_1`, below
+      such a tolerance. This costs :math:`n d \min(n, d)` flops and an eigendecomposition of size
+      :math:`\min(n, d)`: up to about three passes of the closed form when n is close to d (data of high
+      rank, where OSDNet has little to split off).
+
+    Ratios against one pass of the closed form: ``benchmarks/span_basis.py``.
 
     Args:
         data: (n, d) training points (the linear span: not centred).
@@ -111,36 +131,124 @@ def span_basis(data: Tensor, k: int | None = None, *, rtol: float | None = None)
         (d, k) float64 tensor on the data's device, :math:`U^\top U = I_k`.
 
     Raises:
-        ValueError: k > d, or k larger than the data's numerical rank (before any work beyond the SVD).
+        ValueError: k > d (before any work), or k larger than the data's numerical rank.
     """
     check_data(data)
-    d = data.shape[1]
     if k is not None:
         k = check_positive_int(k, "k")
-        if k > d:
-            raise ValueError(f"k={k} exceeds the dimension d={d}; a subspace of R^d has dimension k <= d")
-    x = data.detach().to(dtype=torch.float64)
-    if data.dtype == torch.float64:
-        _, sigma, vh = torch.linalg.svd(x, full_matrices=False)
-        vectors = vh.T
-    else:
-        gram = x.T @ x if x.shape[0] >= d else x @ x.T
-        eigenvalues, eigenvectors = torch.linalg.eigh(gram)
-        sigma = eigenvalues.flip(0).clamp(min=0.0).sqrt()
-        vectors = eigenvectors.flip(1)
-    report_rtol = max(x.shape) * torch.finfo(data.dtype).eps if rtol is None else rtol
-    rank = int((sigma > report_rtol * sigma[0]).sum())
+        if k > data.shape[1]:
+            raise ValueError(f"k={k} exceeds the dimension d={data.shape[1]}; a subspace of R^d has dimension k <= d")
+    svd = span_svd(data, k, rtol=rtol)
     if k is None:
-        k = rank
-    if k > rank:
+        k = svd.rank
+    if k > svd.rank:
         raise ValueError(
-            f"k={k} is larger than the numerical rank {rank} of the data (singular values below "
-            f"{report_rtol:.1e} x the largest count as zero); a basis of the span has at most {rank} vectors: "
-            f"use k <= {rank}"
+            f"k={k} is larger than the numerical rank {svd.rank} of the data (singular values below "
+            f"{svd.rtol:.1e} x the largest count as zero); a basis of the span has at most {svd.rank} vectors: "
+            f"use k <= {svd.rank}"
         )
-    if data.dtype == torch.float64 or x.shape[0] >= d:
-        return vectors[:, :k].contiguous()
-    return torch.linalg.qr(x.T @ (vectors[:, :k] / sigma[:k])).Q.contiguous()
+    return svd.vectors[:, :k].contiguous()
+
+
+@dataclass(frozen=True)
+class SpanSVD:
+    r"""The leading part of the SVD of a data matrix, as :func:`span_svd` computed it.
+
+    Attributes:
+        vectors: (d, r) float64, orthonormal leading right singular vectors, r >= ``rank``.
+        singular_values: (r,) float64, decreasing.
+        rank: the numerical rank, ``#{sigma_i > rtol * sigma_1}``.
+        rtol: the relative tolerance used.
+        sketched: True when a certified sketch gave it (:func:`sketched_span`), False for the exact decomposition.
+    """
+
+    vectors: Tensor
+    singular_values: Tensor
+    rank: int
+    rtol: float
+    sketched: bool
+
+
+def span_svd(data: Tensor, k: int | None = None, *, rtol: float | None = None) -> SpanSVD:
+    r"""The leading right singular vectors of the (n, d) data, by a certified sketch or exactly (:func:`span_basis`).
+
+    The sketch is tried with width k + 8 (k given) or 16, 32, ... (k None) while 6 times the width is at
+    most min(n, d), the range where it is cheaper than the exact decomposition. The exact method is
+    the eigendecomposition of the float64 Gram matrix when rtol >= 1e-7 (its singular values carry an
+    error of about :math:`\sqrt{\varepsilon_{64}} \sigma_1 = 1.5 \cdot 10^{-8} \sigma_1`, so it resolves
+    such a tolerance; float32's default is at least :math:`2.4 \cdot 10^{-7}`), else LAPACK's thin SVD.
+    """
+    check_data(data)
+    n, d = data.shape
+    if rtol is None:
+        rtol = max(n, d) * torch.finfo(data.dtype).eps
+    elif not 0.0 < rtol < 1.0:
+        raise ValueError(f"rtol must lie in (0, 1), got {rtol!r}")
+    x = data.detach().to(dtype=torch.float64)
+    width = 16 if k is None else k + _OVERSAMPLING
+    while 6 * width <= min(n, d):
+        sketch = sketched_span(x, width, rtol=rtol)
+        if sketch is not None:
+            vectors, sigma = sketch
+            return SpanSVD(vectors, sigma, int((sigma > rtol * sigma[0]).sum()), rtol, sketched=True)
+        width = 2 * width if k is None else min(n, d)
+    vectors, sigma = _exact_span(x, rtol=rtol, gram=rtol >= _GRAM_RTOL)
+    return SpanSVD(vectors, sigma, int((sigma > rtol * sigma[0]).sum()), rtol, sketched=False)
+
+
+def sketched_span(x: Tensor, width: int, *, rtol: float, seed: int = 0) -> tuple[Tensor, Tensor] | None:
+    r"""The SVD of Y on a random w-dimensional slice of its row space, if a residual certifies it; else None.
+
+    .. math::
+
+        Q = \operatorname{qr}(Y^\top G), \quad C = Y Q = \tilde W \Sigma W^\top, \quad
+        E = Y - C Q^\top, \qquad \text{certified when } \|E\|_F \le \text{rtol}\, \sigma_1(C)
+
+    with G an (n, w) standard Gaussian matrix (Halko, Martinsson & Tropp 2011, Algorithms 4.1 and
+    5.1). Q spans a slice of the row space of Y, so every singular value of Y outside it is at most
+    :math:`\|E\|_2 \le \|E\|_F`; under the certificate Y has numerical rank at most w, and its
+    singular values differ from those of C, and its leading right singular vectors from those of
+    :math:`Q W`, by no more than the rank tolerance (Weyl, Wedin). Data of rank at most w pass with
+    a residual at the level of round-off; data of higher rank fail, and the caller falls back to
+    the exact decomposition. Cost: three (n, d, w) products, a QR of (d, w) and an SVD of (n, w).
+
+    Args:
+        x: (n, d) float64 data.
+        width: sketch width w, 1 <= w <= min(n, d).
+        rtol: the relative rank tolerance the residual must meet.
+        seed: seed of G (fixed: the basis is a deterministic function of the data).
+
+    Returns:
+        ``(vectors, sigma)``: (d, w) orthonormal right singular vectors and their (w,) decreasing
+        singular values, or None when the residual exceeds the tolerance.
+    """
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    g = torch.randn(x.shape[0], width, generator=generator, dtype=x.dtype, device=x.device)
+    q = torch.linalg.qr(x.T @ g).Q  # (d, w)
+    c = x @ q  # (n, w)
+    _, sigma, wh = torch.linalg.svd(c, full_matrices=False)
+    if not torch.linalg.matrix_norm(torch.addmm(x, c, q.T, alpha=-1.0)) <= rtol * sigma[0]:  # ||Y - C Q^T||_F
+        return None
+    return q @ wh.T, sigma
+
+
+def _exact_span(x: Tensor, *, rtol: float, gram: bool) -> tuple[Tensor, Tensor]:
+    r"""Right singular vectors and singular values of the float64 x: thin SVD, or the eigh of its Gram matrix.
+
+    With ``gram`` and n < d the eigenvectors of :math:`x x^\top` are mapped to the row space,
+    :math:`V = x^\top \tilde U \Sigma^{-1}` (re-orthonormalised by a QR), for the singular values above
+    the tolerance only (the others have no direction to map).
+    """
+    if not gram:
+        _, sigma, vh = torch.linalg.svd(x, full_matrices=False)
+        return vh.T, sigma
+    n, d = x.shape
+    eigenvalues, eigenvectors = torch.linalg.eigh(x.T @ x if n >= d else x @ x.T)
+    sigma, vectors = eigenvalues.flip(0).clamp(min=0.0).sqrt(), eigenvectors.flip(1)
+    if n >= d:
+        return vectors, sigma
+    kept = int((sigma > rtol * sigma[0]).sum())
+    return torch.linalg.qr(x.T @ (vectors[:, :kept] / sigma[:kept])).Q, sigma[:kept]
 
 
 def check_basis(basis: Tensor, *, atol: float = 1e-5) -> Tensor:

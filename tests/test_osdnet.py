@@ -17,7 +17,7 @@ import torch
 from fmlib.closed_form import ClosedFormField
 from fmlib.data import make_dataset
 from fmlib.ode import integrate, time_grid
-from fmlib.osdnet import OSDNet, check_basis, numerical_rank, span_basis
+from fmlib.osdnet import OSDNet, check_basis, numerical_rank, sketched_span, span_basis, span_svd
 from fmlib.theory import ACTIVATION_LIPSCHITZ, gronwall_endpoint_bound, mlp_lipschitz_bound
 
 
@@ -240,6 +240,51 @@ def test_training_moves_the_coefficient_toward_minus_one(tmp_path):
     assert again.loaded and torch.equal(again.ema.b, model.ema.b)
 
 
+def top_projector(y: torch.Tensor, k: int) -> torch.Tensor:
+    """Projector onto the leading k right singular vectors of y, from numpy's SVD (the sketch's reference)."""
+    v = torch.from_numpy(np.linalg.svd(y.double().numpy(), full_matrices=False)[2][:k].T.copy())
+    return v @ v.T
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [8, None])
+def test_the_chapter_s_basis_is_a_certified_sketch_equal_to_the_svd(dtype, k):
+    """n = 512, d = 256, k = 8 (chapter 5's default): the sketch, with numpy's projector and rank."""
+    y = subspace_data(n=512, d=256, k=8).to(dtype)
+    svd = span_svd(y, k)
+    assert svd.sketched and svd.rank == 8 == np.linalg.matrix_rank(y.numpy())
+    u = span_basis(y, k)
+    assert u.shape == (256, 8) and u.dtype == torch.float64
+    assert torch.allclose(u.T @ u, torch.eye(8, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(u @ u.T, top_projector(y, 8), atol=1e-6 if dtype == torch.float32 else 1e-11)
+    report = numerical_rank(y, centre=True)
+    assert report.rank == np.linalg.matrix_rank((y - y.mean(0)).numpy())
+
+
+def test_the_sketch_refuses_data_of_higher_rank():
+    """Mutation guard: a sketch of full-rank data kept without its certificate would return a wrong top-2 basis."""
+    y = make_dataset("gaussian", 512, d=256, generator=torch.Generator().manual_seed(1), device="cpu",
+                     dtype=torch.float64)
+    assert sketched_span(y, 16, rtol=1e-8) is None
+    assert not span_svd(y, 2).sketched and span_svd(y).rank == 256
+    assert torch.allclose(span_basis(y, 2) @ span_basis(y, 2).T, top_projector(y, 2), atol=1e-10)
+
+
+def test_the_sketch_keeps_the_leading_vectors_of_data_of_rank_above_k():
+    """Rank 12 < width 16: certified, and the leading 5 vectors are the SVD's, not any 5 of the span."""
+    y = subspace_data(n=300, d=200, k=12, seed=3) * torch.linspace(3.0, 0.2, 200, dtype=torch.float64)
+    assert span_svd(y, 5).sketched and numerical_rank(y).rank == 12
+    assert torch.allclose(span_basis(y, 5) @ span_basis(y, 5).T, top_projector(y, 5), atol=1e-9)
+
+
+def test_the_sketch_refuses_k_above_the_rank_and_counts_float32_round_off_as_zero():
+    y = subspace_data(n=512, d=256, k=8).float()
+    with pytest.raises(ValueError, match="larger than the numerical rank 8"):
+        span_basis(y, 9)
+    assert numerical_rank(y, rtol=1e-14).rank == 256  # a float64 tolerance: the residual fails it, all rank
+    assert numerical_rank(y.double(), rtol=1e-5).rank == 8  # the Gram matrix at a loose tolerance
+
+
 def test_float32_round_off_does_not_count_as_rank():
     """Mutation guard: a float64 tolerance on float32 data would see a full-rank basis (no off-span part at all)."""
     y = subspace_data(n=32, d=6, k=2).float()
@@ -250,7 +295,7 @@ def test_float32_round_off_does_not_count_as_rank():
 @pytest.mark.parametrize("n, d, k", [(40, 12, 3), (8, 30, 5), (64, 64, 64)])
 def test_float32_basis_from_the_gram_matrix_matches_the_svd(n, d, k):
     y = subspace_data(n=n, d=d, k=k)
-    u32, u64 = span_basis(y.float()), span_basis(y.float().double(), rtol=1e-5)
-    assert u32.shape == u64.shape == (d, min(n, k))
+    u32 = span_basis(y.float())
+    assert u32.shape == (d, min(n, k)) and not span_svd(y.float()).sketched
     assert torch.allclose(u32.T @ u32, torch.eye(u32.shape[1], dtype=u32.dtype), atol=1e-12)
-    assert torch.allclose(u32 @ u32.T, u64 @ u64.T, atol=1e-6)
+    assert torch.allclose(u32 @ u32.T, top_projector(y.float(), min(n, k)), atol=1e-6)

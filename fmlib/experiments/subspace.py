@@ -398,7 +398,7 @@ def solver_laws(
 ) -> tuple[pd.DataFrame, dict[tuple[str, str], OffSpan]]:
     r"""The closed form of each case integrated with every solver of :data:`fmlib.ode.SOLVERS`, in float64.
 
-    The span basis is the float64 SVD basis of the data (:func:`fmlib.osdnet.span_basis`), so the law
+    The span basis is the float64 basis of the data's span (:func:`fmlib.osdnet.span_basis`), so the law
     holds to float64 round-off when the data lie on their span in float64 (data rounded to float32
     leave it by about 1e-8 relative, and so do the samples).
 
