@@ -231,9 +231,12 @@ def test_winding_angles_tell_a_half_turn_from_a_bounce() -> None:
     assert float(winding_angles(bounce, ts).abs().max()) < 1e-9
 
 
-def _rotation(angles: dict[str, float]) -> RotationResult:
+def _rotation(angles: dict[str, float], to_ot: float = 0.9) -> RotationResult:
+    """Winding angles per run, and solver studies whose endpoints are (``to_ot``) closer to the OT image."""
     winding = {name: torch.full((10,), value, dtype=torch.float64) for name, value in angles.items()}
-    return RotationResult(x0=None, paired=None, ot_image=None, exact={}, learned={}, sigmas={}, ts=None,
+    learned = {name: SolverStudy(pd.DataFrame({"solver": ["euler-99", "rk4-100"], "closer_to_ot": [to_ot] * 2}), {})
+               for name in angles}
+    return RotationResult(x0=None, paired=None, ot_image=None, exact={}, learned=learned, sigmas={}, ts=None,
                           trajectories={}, winding=winding, jacobian=pd.DataFrame(), models={})
 
 
@@ -241,7 +244,10 @@ def test_summaries_follow_the_numbers() -> None:
     memorised = rotation_summary(_rotation({"sigma=0": math.pi, "sigma=0.05 constant": 0.1}), 0.05)
     assert "is what optimisation found" in memorised and "sigma = 0.05 constant learned the bounce" in memorised
     bounced = rotation_summary(_rotation({"sigma=0": 0.1, "sigma=0.05 constant": 0.1}), 0.05)
-    assert "is not what optimisation found" in bounced
+    assert "is not what optimisation found" in bounced and "sigma = 0 learned the bounce" in bounced
+    # a network that learned nothing winds not at all and ends near neither target: not called the bounce
+    idle = rotation_summary(_rotation({"sigma=0": 0.0, "sigma=0.05 constant": 0.0}, to_ot=0.0), 0.05)
+    assert "bounce" not in idle and "sigma = 0 learned neither map" in idle
 
     def shuffled(before: float, after: float) -> ShuffledResult:
         return ShuffledResult(name="x", pairs=None, distances={0.0: _e(1 - before), 0.05: _e(1 - after)},

@@ -680,14 +680,24 @@ def mixture_experiment(
 
 
 def rotation_summary(result: RotationResult, sigma: float, *, turned: float = 0.5) -> str:
-    """What the networks of the 180-degree example learned, from the winding angles (a half turn: the pairing)."""
-    parts = []
+    """What the networks of the 180-degree example learned, from the winding angles and the endpoints.
+
+    A network learned *the pairing* when at least ``turned`` of its trajectories wind more than a
+    quarter turn around the centre (the pair field's half turn); *the bounce* when they do not and
+    most endpoints (median over solvers) end at least twice as close to the OT image as to the pair;
+    *neither map* otherwise (e.g. a network that learned nothing leaves its sources where they are).
+    """
+    parts, learned_by = [], {}
     for name, angles in result.winding.items():
-        fraction = float((angles.abs() > math.pi / 2).double().mean())
-        learned = "the pairing (a half turn around the centre)" if fraction >= turned else "the bounce"
-        parts.append(f"the network at {name.replace('sigma=', 'sigma = ')} learned {learned}")
-    memorised = float((result.winding["sigma=0"].abs() > math.pi / 2).double().mean()) >= turned
-    tail = ("memorising the crossing pairs is what optimisation found at sigma = 0" if memorised else
+        if float((angles.abs() > math.pi / 2).double().mean()) >= turned:
+            learned_by[name] = "the pairing (a half turn around the centre)"
+        elif name in result.learned and float(result.learned[name].table["closer_to_ot"].median()) >= 0.5:
+            learned_by[name] = "the bounce (straight to the OT image)"
+        else:
+            learned_by[name] = "neither map (most sources end near neither their pair nor their OT image)"
+        parts.append(f"the network at {name.replace('sigma=', 'sigma = ')} learned {learned_by[name]}")
+    tail = ("memorising the crossing pairs is what optimisation found at sigma = 0"
+            if learned_by["sigma=0"].startswith("the pairing") else
             "with this training budget, memorising the crossing pairs is not what optimisation found")
     return "By this criterion " + "; ".join(parts) + f": {tail}."
 
