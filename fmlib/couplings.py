@@ -47,8 +47,7 @@ from fmlib._checks import (
     check_same_shape,
     generator_device,
 )
-from fmlib.losses import COUPLINGS as LOSS_COUPLINGS
-from fmlib.losses import LOSSES, Batch, TargetSampler, register_coupling, register_loss
+from fmlib.losses import BATCH_COUPLINGS, LOSSES, Batch, TargetSampler, register_coupling, register_loss
 
 __all__ = [
     "COUPLINGS",
@@ -624,5 +623,5 @@ class PairedSampler(TargetSampler):
 
 if PairedSampler.name not in LOSSES:
     register_loss(PairedSampler)
-if "minibatch-ot" not in LOSS_COUPLINGS:  # the CFM/EFM losses of fmlib.losses take it as coupling="minibatch-ot"
+if "minibatch-ot" not in BATCH_COUPLINGS:  # the CFM/EFM losses of fmlib.losses take it as coupling="minibatch-ot"
     register_coupling("minibatch-ot", lambda x0, x1, generator: (x0, minibatch_ot(x0, x1)))

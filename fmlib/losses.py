@@ -13,7 +13,7 @@ The interface (for a new loss, e.g. a coupled or noisy interpolant in a later ch
 
 - subclass :class:`InterpolantSampler`, which draws :math:`x_0 \sim N(0, I)`,
   :math:`t \sim U[0, 1)`, pairs :math:`x_0` with :math:`x_1` by a coupling (a key of
-  :data:`COUPLINGS`; add one with :func:`register_coupling`: a function
+  :data:`BATCH_COUPLINGS`; add one with :func:`register_coupling`: a function
   ``(x0, x1, generator) -> (x0, x1)`` returning the batch re-paired, e.g. by a minibatch optimal
   assignment), forms :math:`x_t = (1 - t) x_0 + t x_1 + \sigma z`, and calls
   :meth:`InterpolantSampler.target`; override ``target`` (and ``__init__`` for new options);
@@ -49,7 +49,7 @@ from fmlib._checks import as_time, check_choice, check_data, check_float, check_
 from fmlib.closed_form import ClosedFormField
 
 __all__ = [
-    "COUPLINGS",
+    "BATCH_COUPLINGS",
     "LOSSES",
     "Batch",
     "CFMSampler",
@@ -114,7 +114,7 @@ class TargetSampler(ABC):
         return {p.name: getattr(self, p.name) for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
-Coupling = Callable[[Tensor, Tensor, "torch.Generator | None"], tuple[Tensor, Tensor]]
+BatchCoupling = Callable[[Tensor, Tensor, "torch.Generator | None"], tuple[Tensor, Tensor]]
 """``coupling(x0, x1, generator) -> (x0, x1)``: the batch re-paired, both (B, d)."""
 
 
@@ -123,15 +123,16 @@ def _independent(x0: Tensor, x1: Tensor, generator: torch.Generator | None) -> t
     return x0, x1
 
 
-COUPLINGS: dict[str, Coupling] = {"independent": _independent}
-"""Couplings of noise and data by name."""
+BATCH_COUPLINGS: dict[str, BatchCoupling] = {"independent": _independent}
+"""Couplings that re-pair a drawn batch of noise and data, by name (the coupling objects of Reu et al.'s
+chapter, which draw their own pairs, are :data:`fmlib.couplings.COUPLINGS`)."""
 
 
-def register_coupling(name: str, coupling: Coupling) -> None:
-    """Add ``coupling(x0, x1, generator) -> (x0, x1)`` to :data:`COUPLINGS` under a new ``name``."""
-    if not isinstance(name, str) or not name or name in COUPLINGS:
+def register_coupling(name: str, coupling: BatchCoupling) -> None:
+    """Add ``coupling(x0, x1, generator) -> (x0, x1)`` to :data:`BATCH_COUPLINGS` under a new ``name``."""
+    if not isinstance(name, str) or not name or name in BATCH_COUPLINGS:
         raise ValueError(f"coupling name must be a new non-empty string, got {name!r}")
-    COUPLINGS[name] = coupling
+    BATCH_COUPLINGS[name] = coupling
 
 
 class InterpolantSampler(TargetSampler):
@@ -145,19 +146,19 @@ class InterpolantSampler(TargetSampler):
     Args:
         data: (n, d) training points.
         sigma: interpolant noise :math:`\sigma \ge 0` (0: no z is drawn).
-        coupling: :math:`\pi`, a key of :data:`COUPLINGS`.
+        coupling: :math:`\pi`, a key of :data:`BATCH_COUPLINGS`.
     """
 
     def __init__(self, data: Tensor, *, sigma: float = 0.0, coupling: str = "independent") -> None:
         super().__init__(data)
         self.sigma = check_float(sigma, "sigma", low=0.0)
-        self.coupling = check_choice(coupling, COUPLINGS, "coupling")
+        self.coupling = check_choice(coupling, BATCH_COUPLINGS, "coupling")
 
     def sample(self, x1: Tensor, generator: torch.Generator | None) -> Batch:
         """Draw x0, t (and z), couple, interpolate and call :meth:`target`."""
         x0 = torch.randn(x1.shape, generator=generator, dtype=x1.dtype, device=x1.device)
         t = torch.rand(x1.shape[0], generator=generator, dtype=x1.dtype, device=x1.device)
-        x0, x1 = COUPLINGS[self.coupling](x0, x1, generator)
+        x0, x1 = BATCH_COUPLINGS[self.coupling](x0, x1, generator)
         x_t = torch.lerp(x0, x1, t.unsqueeze(1))
         if self.sigma > 0:
             x_t = x_t + self.sigma * torch.randn(x1.shape, generator=generator, dtype=x1.dtype, device=x1.device)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from fmlib.closed_form import ClosedFormField
 from fmlib.losses import (
-    COUPLINGS,
+    BATCH_COUPLINGS,
     LOSSES,
     CFMSampler,
     EFMSampler,
@@ -136,7 +139,7 @@ def test_interpolant_noise_and_coupling() -> None:
         flipped = make_loss("cfm", data, coupling="_test_reverse").sample(x1[:4], torch.Generator().manual_seed(9))
         torch.testing.assert_close(flipped.target, plain.target.flip(0))
     finally:
-        del COUPLINGS["_test_reverse"]
+        del BATCH_COUPLINGS["_test_reverse"]
 
 
 def test_register_loss_and_options() -> None:
@@ -186,3 +189,13 @@ def test_exact_moments_errors() -> None:
         efm_exact_moments(data, data[0], 1.0, 2)
     with pytest.raises(ValueError, match="anchor"):
         efm_exact_moments(data, data[0], 0.5, 2, anchor="first")
+
+
+def test_a_fresh_process_knows_every_registered_loss_coupling_and_net():
+    """A stored OSDNet or paired model must load where only fmlib.train is imported (fmlib/__init__ registers them)."""
+    code = ("import json, fmlib.train, fmlib.losses as l, fmlib.nets as n; "
+            "print(json.dumps([sorted(l.LOSSES), sorted(l.BATCH_COUPLINGS), sorted(n.NETS)]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    losses, couplings, nets = json.loads(out)
+    assert {"cfm", "efm", "paired", "closed-form-teacher"} <= set(losses)
+    assert {"independent", "minibatch-ot"} <= set(couplings) and {"mlp", "unet", "osdnet"} <= set(nets)
