@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import jupytext
+
+from fmlib._checks import check_in_interval
 
 __all__ = ["ParameterError", "ParameterSpec", "Rule", "describe_constraint", "parse_value", "read_parameters",
            "shell_value", "type_words", "validate_overrides"]
@@ -206,13 +209,15 @@ def _check_interval(spec: ParameterSpec, value: float) -> None:
     if match is None:
         raise ParameterError(f"parameter {spec.name}: cannot read its constraint {{{spec.constraint}}}")
     left, low, high, right = match.groups()
-    low_ok = value >= float(low) if left == "[" else value > float(low)
-    high_ok = value <= float(high) if right == "]" else value < float(high)
-    if not (low_ok and high_ok):
+    bounds = {"low": float(low), "high": float(high)}
+    try:  # the one interval check of the numerics; infinite ends mean unbounded
+        check_in_interval(value, spec.name, **{k: v if math.isfinite(v) else None for k, v in bounds.items()},
+                          low_open=left == "(", high_open=right == ")")
+    except ValueError:
         raise ParameterError(
             f"parameter {spec.name}: {value!r} is impossible; it must be {describe_constraint(spec.constraint)} "
             f"(interval {spec.constraint[2:].strip()}), like its default: -p {spec.name} {shell_value(spec.default)}"
-        )
+        ) from None
 
 
 def _check_constraint(spec: ParameterSpec, value: Any) -> None:
