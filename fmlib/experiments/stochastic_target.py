@@ -47,6 +47,8 @@ Laws (:data:`LAWS`), both linear in :math:`\log s^*`:
   :math:`\alpha = 1/2`, :math:`c = 1/\sigma` for isotropic Gaussian data in high dimension. For
   :math:`\log(n)/d \to 0`, :math:`n^{2/d} - 1 \approx 2 \log(n)/d`, the power law with
   :math:`\alpha = 1/2`; for small d it grows like :math:`n^{1/d}`, the nearest-neighbour spacing.
+
+The figures of chapter 3 are drawn by :mod:`fmlib.experiments.stochastic_target_figures`.
 """
 
 from __future__ import annotations
