@@ -179,6 +179,12 @@ def test_grid_table_shows_censored_times_as_a_dash_and_reads_a_sweep_back():
     assert grid.censored("left") == 1 and grid.points.loc[0, "replicates"].shape == point.critical.replicates.shape
     with pytest.raises(ValueError, match="no current cosine_point run"):
         st.grid_from_sweep(swept.assign(batch=32), settings, ["gaussian"])
+    # a point measured on another time grid is another measurement: kept out, and the message says which setting
+    assert len(st.grid_from_sweep(swept.assign(refine=0, s_min=1e-3), settings, ["gaussian"]).points) == 1
+    mixed = pd.concat([swept.assign(refine=0), swept.assign(refine=8, d=8)], ignore_index=True)
+    assert st.grid_from_sweep(mixed, settings, ["gaussian"]).points["d"].tolist() == [4]
+    with pytest.raises(ValueError, match=r"differing: refine \(chapter 0, swept \[8\]\).*-p refine 6"):
+        st.grid_from_sweep(swept.assign(refine=8), settings, ["gaussian"])
 
 
 def test_width_in_log_snr_is_the_rise_measured_in_log_s():

@@ -57,6 +57,7 @@ import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -640,9 +641,12 @@ class Settings:
     cifar10_dir: str = ""
     _cache: dict[tuple[object, ...], PointMeasurement] = field(default_factory=dict, repr=False, compare=False)
 
+    base_grid_bounds: ClassVar[tuple[float, float]] = (1e-3, 1e4)
+    """The ends of the base grid in s = t / (1 - t) (``s_min``, ``s_max`` of ``notebooks/cosine_point.md``)."""
+
     def base_grid(self) -> FloatArray:
         """The times of every point before refinement: geometric in s from :math:`10^{-3}` to :math:`10^4`."""
-        return snr_grid(1e-3, 1e4, self.grid_points)
+        return snr_grid(*self.base_grid_bounds, self.grid_points)
 
     def measure(self, family: str, d: int, n: int, *, ts: FloatArray | None = None, seed: int | None = None
                 ) -> PointMeasurement:
@@ -756,17 +760,33 @@ def measure_grid(
 def grid_from_sweep(swept: pd.DataFrame, settings: Settings, families: Sequence[str]) -> Grid:
     """The grid from stored ``cosine_point`` runs (``fmlib.book.store.collect(..., include_lists=True)``).
 
-    Keeps the current runs with this chapter's batch, threshold, level and seed, of the given families
-    (a point swept with several seeds would otherwise enter the grid and the law fits several times).
+    Keeps the current runs of the given families measured with this chapter's settings: batch,
+    threshold, level and seed (a point swept with several seeds would otherwise enter the grid and
+    the law fit several times), and the time grid and bootstrap (``grid_points``, ``refine``,
+    ``n_boot``, and ``s_min``, ``s_max`` equal to the chapter's 1e-3 and 1e4), so that every point of
+    the grid is the same measurement. Columns a sweep did not store are not compared.
+
+    Raises:
+        ValueError: no run matches; the message names each setting whose swept values all differ
+            from the chapter's, and the fix.
     """
-    keep = ((swept["batch"] == settings.batch) & (swept["threshold"] == settings.threshold)
-            & (swept["level"] == settings.level) & (swept["seed"] == settings.seed)
-            & swept["family"].isin(list(families)) & ~swept["stale"])
-    swept = swept[keep]
-    if swept.empty:
-        raise ValueError("no current cosine_point run has this chapter's batch, threshold, level and families; "
-                         "run the sweep first (see the chapter's last section) or use source=compute")
-    rows = [_row(r["family"], r["d"], r["n"], r.to_dict()) for _, r in swept.iterrows()]
+    wanted = {"batch": settings.batch, "threshold": settings.threshold, "level": settings.level,
+              "seed": settings.seed, "grid_points": settings.grid_points, "refine": settings.refine,
+              "n_boot": settings.n_boot, "s_min": float(settings.base_grid_bounds[0]),
+              "s_max": float(settings.base_grid_bounds[1])}
+    current = swept[swept["family"].isin(list(families)) & ~swept["stale"]]
+    keep = pd.Series(True, index=current.index)
+    for column, value in wanted.items():
+        if column in current.columns:
+            keep &= np.isclose(current[column].astype(float), float(value), rtol=1e-12, atol=0.0)
+    if not keep.any():
+        differ = [f"{c} (chapter {v:g}, swept {sorted(set(current[c].tolist()))})" for c, v in wanted.items()
+                  if c in current.columns and not np.isclose(current[c].astype(float), float(v)).any()]
+        raise ValueError("no current cosine_point run has this chapter's settings and families "
+                         f"({', '.join(families)}){'; differing: ' + ', '.join(differ) if differ else ''}. "
+                         "Sweep cosine_point with the chapter's values (e.g. -p refine 6), pass the sweep's values "
+                         "to this chapter, or use source=compute")
+    rows = [_row(r["family"], r["d"], r["n"], r.to_dict()) for _, r in current[keep].iterrows()]
     return Grid(pd.DataFrame(rows, columns=GRID_COLUMNS).sort_values(["family", "d", "n"]).reset_index(drop=True))
 
 
