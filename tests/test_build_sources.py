@@ -111,6 +111,21 @@ def test_runs_page_lists_runs_marks_defaults_and_gives_show_commands(results_sto
     assert "cosine_point" not in text.split("**Sweep")[0], "a sweep's points are not listed as chapter runs"
 
 
+def test_a_run_stored_before_a_parameter_existed_shows_no_nan(results_store, tmp_path):
+    """A run whose params.json lacks a parameter the chapter has now: no raw nan, and the page says why."""
+    fake_run("closed_form", {})
+    fake_run("closed_form", {"n_train": "12"})
+    path = next(p for p in (results_store / "01_closed_form").glob("*/params.json")
+                if json.loads(p.read_text())["n_train"] == 12)
+    params = json.loads(path.read_text())
+    del params["t_check"]
+    path.write_text(json.dumps(params))
+    text = write_runs_table(tmp_path / "runs.md").read_text()
+    assert "nan" not in text.lower()
+    assert "an earlier version of the chapter, without `t_check`" in text
+    assert "`python -m fmlib show closed_form -p n_train 12`" in text
+
+
 def test_a_sweep_gets_its_figure_one_line_per_value_of_the_other_varied_parameters(results_store, tmp_path):
     import matplotlib.pyplot as plt
 

@@ -42,6 +42,11 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _absent(value: Any) -> bool:
+    """A float NaN: no chapter parameter takes it (the intervals refuse it), so it marks a missing value."""
+    return isinstance(value, float) and math.isnan(value)
+
+
 def changed_parameters(name: str, params: dict[str, Any]) -> dict[str, Any]:
     """The parameters of a run that differ from notebook ``name``'s defaults, in the cell's order."""
     specs = read_parameters(find_chapter(name))
@@ -63,10 +68,14 @@ def _chapter_rows(name: str) -> list[str]:
     lines = [f"**{{doc}}`{chapter_title(find_chapter(name))} </book/chapters/{name}>`**", "",
              "| parameters | finished | took | see it |", "|---|---|---:|---|"]
     for row in frame.to_dict("records"):
-        params = {key: row[key] for key in specs if key in row}
+        # a parameter the chapter gained after this run was stored comes back from the frame as NaN
+        missing = [key for key in specs if key not in row or _absent(row[key])]
+        params = {key: row[key] for key in specs if key not in missing}
         changed = changed_parameters(name, params)
         shown = ", ".join(f"`{key}` {shell_value(value)}" for key, value in changed.items()) or "**defaults**"
         stale = " (stale: the notebook or fmlib changed since)" if row.get("stale") else ""
+        if missing:
+            stale += " (an earlier version of the chapter, without " + ", ".join(f"`{k}`" for k in missing) + ")"
         if not changed and not row.get("stale"):
             see = f"the chapter's page, {{doc}}`/book/chapters/{name}`"
         else:
