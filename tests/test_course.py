@@ -100,6 +100,11 @@ def test_run_times_are_read_from_the_store(results_store):
     assert "12 s | test CPU, 2 cores; busy with other work" in table
     assert "no stored default runs, so their times are not shown" in table
     assert RunTime(5.0, "m", 0.1, 2).conditions() == "m; idle at the start (load average 0.1 on 2 cores)"
+    # a run the chapter's page still shows after fmlib or the notebook changed: its time, marked stale
+    (path / "run.json").write_text(json.dumps({"source_hash": "older", "seconds": 12.5, "machine": "test CPU"}))
+    assert run_time(name, quick=True).stale
+    assert "12 s | test CPU; load not recorded; stale: the notebook or fmlib changed since" in "\n".join(
+        run_time_table([name]))
 
 
 def test_course_tables_are_written(results_store, tmp_path):

@@ -49,15 +49,17 @@ class RunTime:
     machine: str
     load: float | None = None
     cores: int | None = None
+    stale: bool = False
 
     def conditions(self) -> str:
         """The machine, and whether other work loaded it when the run started (its 1-minute load average)."""
         if self.seconds is None:
             return ""
+        note = "; stale: the notebook or fmlib changed since" if self.stale else ""
         if self.load is None or not self.cores:
-            return f"{self.machine}; load not recorded"
+            return f"{self.machine}; load not recorded{note}"
         state = "idle" if self.load < 0.25 * self.cores else "busy with other work"
-        return f"{self.machine}; {state} at the start (load average {self.load:g} on {self.cores} cores)"
+        return f"{self.machine}; {state} at the start (load average {self.load:g} on {self.cores} cores){note}"
 
 
 @dataclass(frozen=True)
@@ -81,15 +83,20 @@ def chapter_title(notebook_path: Path) -> str:
 
 
 def run_time(name: str, *, quick: bool = False) -> RunTime:
-    """The stored, current run of chapter ``name`` with its defaults (or its tiny test parameters)."""
+    """The stored run of chapter ``name`` with its defaults (or its tiny test parameters), marked when stale.
+
+    A stale run (the notebook or fmlib changed after it) is still the one the chapter's page shows,
+    so its time is given, with the mark.
+    """
     notebook = find_chapter(name)
     params = check_parameters(notebook, quick_parameters(notebook) if quick else {})
-    path = stored_run(notebook.stem, params, notebook)
+    path = stored_run(notebook.stem, params)
     if path is None:
         return RunTime(None, "")
     recorded = json.loads((path / "run.json").read_text())
     return RunTime(recorded.get("seconds"), recorded.get("machine", "machine not recorded"),
-                   recorded.get("load_at_start"), recorded.get("cores"))
+                   recorded.get("load_at_start"), recorded.get("cores"),
+                   stale=stored_run(notebook.stem, params, notebook) is None)
 
 
 def rerun_exercises(notebook_path: Path) -> list[RerunExercise]:
