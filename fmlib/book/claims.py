@@ -4,7 +4,8 @@ Each chapter records the :class:`~fmlib.experiments.verdicts.Finding` of a claim
 :func:`fmlib.book.report.record_finding`; the claims ledger page (:mod:`fmlib.book.ledger`) joins
 this catalogue with those verdicts. A claim no run has checked stays in the ledger, marked "not
 checked yet". Where the sources' numbering differs
-between versions (see ``shared/notes``), ``where`` describes the content.
+between versions, ``where`` describes the content; what could be read of each source is said on the
+references page of the book (``book/references.md``, label ``sources-read``).
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ CLAIMS: dict[str, Claim] = {
         "x1 - x0.",
     ),
     "capacity": Claim(
-        _BERTRAND, "Fig. 2 (a fixed U-Net on 10 to 10,000 CIFAR-10 images) and the authors' talk",
+        _BERTRAND, "Fig. 2 (a fixed U-Net on 10 to 10,000 CIFAR-10 images) and a talk on it (Massias, COLT 2025 "
+        "workshop)",
         "With few training images the network's samples sit on training images; they move away from them from about "
         "3,000 images on. The talk: the trained model has trouble learning u* near t ~ 0.2 and near t ~ 0.9.",
     ),
@@ -145,14 +147,15 @@ CLAIMS: dict[str, Claim] = {
         "score machines create novel images, mosaics of local training patches.",
     ),
     "collapse-prediction": Claim(
-        _BIROLI, "collapse time for Gaussian data, large d (formula as rendered in issue 17; text not read here)",
+        _BIROLI, "collapse time for Gaussian data, large d (abstract read; formula as given to us when chapter 7 was "
+        "planned, not checked against the paper's text)",
         "For n i.i.d. N(0, sigma^2 I_d) data points, d large at fixed log(n)/d, the backward dynamics collapses onto "
         "the training points at OU time tau_C = 1/2 log(1 + sigma^2/(n^(2/d) - 1)); on our path, by matching "
         "signal-to-noise ratios, t_C/(1 - t_C) = sqrt(n^(2/d) - 1)/sigma.",
     ),
     "speciation-prediction": Claim(
         _BIROLI, "speciation time (abstract: from a spectral analysis of the correlation matrix; formula as "
-        "rendered in issue 17)",
+        "given to us when chapter 7 was planned)",
         "The class structure appears at OU time tau_S = 1/2 log Lambda, Lambda the largest eigenvalue of the data "
         "covariance; on our path t_S/(1 - t_S) = 1/sqrt(Lambda - 1).",
     ),
