@@ -117,3 +117,14 @@ def test_course_tables_are_written(results_store, tmp_path):
     for name in names:
         assert chapter_title(find_chapter(name)) in homework
     assert sorted(p.name for p in (tmp_path / "generated").iterdir()) == ["homework.md", "run_times.md"]
+
+
+def test_the_rerun_box_says_allowed_values_and_combinations_in_words():
+    """The box under each chapter: intervals and data-set constraints in words, and the chapter's cross rules."""
+    from fmlib.book.report import rerun_box
+
+    text = rerun_box("01_closed_form", {}).data
+    assert "(allowed: at least 1)" in text and "{in [" not in text and "(allowed: dataset)" not in text
+    assert "(allowed: a data set: " in text
+    assert "Combinations checked before a run: the data set `dataset` must take the dimension 2" in text
+    assert "Combinations" not in rerun_box("04_learned_fields", {}).data  # a chapter without rules says none

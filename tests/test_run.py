@@ -114,7 +114,7 @@ def test_cli_help_lists_parameters_in_words_and_the_rules(capsys):
     assert "t_check (a number, default 0.6): the time at which (a) compares the field with the brute-force " \
            "posterior (above 0 and below 1)" in out
     assert "python -m fmlib run closed_form -p NAME VALUE" in out
-    assert "the data set dataset must take the dimension d (d = 2, fixed by the chapter)" in out
+    assert "the data set `dataset` must take the dimension 2, fixed by the chapter (gaussian," in out
 
 
 def test_a_list_value_with_a_leading_minus_is_a_value_not_an_option(results_store, capsys):

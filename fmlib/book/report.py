@@ -260,7 +260,8 @@ def rerun_box(name: str, namespace: dict[str, Any]) -> Any:
     from IPython.display import Markdown
 
     from fmlib.book.chapters import find_chapter
-    from fmlib.book.params import read_parameters
+    from fmlib.book.params import describe_constraint, read_parameters
+    from fmlib.book.rules import rules_for
 
     notebook = find_chapter(name)
     specs = read_parameters(notebook)
@@ -268,7 +269,7 @@ def rerun_box(name: str, namespace: dict[str, Any]) -> Any:
     changed = []
     for spec in specs.values():
         value = namespace.get(spec.name, spec.default)
-        rule = f" (allowed: {spec.constraint})" if spec.constraint else ""
+        rule = f" (allowed: {describe_constraint(spec.constraint)})" if spec.constraint else ""
         shown = f"`{value!r}`" if value == spec.default else f"`{value!r}` (default `{spec.default!r}`)"
         rows.append(f"| `{spec.name}`: {spec.type_name} | {shown} | {spec.help}{rule} |")
         if value != spec.default:
@@ -290,6 +291,8 @@ def rerun_box(name: str, namespace: dict[str, Any]) -> Any:
         "the page offers it (`.md`) and this executed notebook (`.ipynb`).",
         "",
         *rows,
+        *(["", "Combinations checked before a run: " + "; ".join(r.describe() for r in rules_for(notebook.stem)) + "."]
+          if rules_for(notebook.stem) else []),
         ":::",
     ])
     return Markdown(text)

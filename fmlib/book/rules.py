@@ -53,8 +53,11 @@ class DatasetDimension:
         return (self.dataset, *((self.d,) if isinstance(self.d, str) else ()))
 
     def describe(self) -> str:
-        where = f"parameter {self.d}" if isinstance(self.d, str) else f"d = {self.d}, fixed by the chapter"
-        return f"the data set {self.dataset} must take the dimension d ({where})"
+        if isinstance(self.d, str):
+            return f"the data set `{self.dataset}` must take the dimension `{self.d}`"
+        fitting = [n for n, entry in sorted(_datasets().items()) if _takes(entry, self.d)]
+        return (f"the data set `{self.dataset}` must take the dimension {self.d}, fixed by the chapter "
+                f"({', '.join(fitting)})")
 
     def check(self, values: dict[str, Any]) -> None:
         datasets = _datasets()
