@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmlib.book.chapters import chapter_names, find_chapter
+from fmlib.book.chapters import chapter_names, find_chapter, runnable_names
 from fmlib.book.params import ParameterError, read_parameters
 from fmlib.book.rules import rules_for
 from fmlib.book.run import ChapterError, run_chapter
@@ -97,7 +97,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "list":
+            helpers = [name for name in runnable_names() if name not in chapter_names()]
             print("\n\n".join(_parameter_help(name) for name in chapter_names()))
+            if helpers:
+                print("\n\nHelper notebooks (one measurement each, run point by point by a sweep, not chapters):\n")
+                print("\n\n".join(_parameter_help(name) for name in helpers))
         elif args.command in ("run", "show", "sweep") and (args.help or not args.name):
             print(_parameter_help(args.name) if args.name else f"usage: python -m fmlib {args.command} NAME ...")
             return 0 if args.help else 2

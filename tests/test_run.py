@@ -129,12 +129,14 @@ def test_cli_without_arguments_prints_help(capsys):
     assert "usage: python -m fmlib" in out and "python -m fmlib show NAME" in out
 
 
-def test_list_shows_chapters_only_with_readable_ranges(capsys):
+def test_list_shows_chapters_then_helper_notebooks_with_readable_ranges(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     for name in chapter_names():
         assert f"{name}: python -m fmlib run" in out
-    assert "cosine_point: python -m fmlib" not in out, "a helper notebook of a sweep is not a chapter"
+    chapters, helpers = out.split("Helper notebooks")
+    assert "cosine_point: python -m fmlib" not in chapters, "a helper notebook of a sweep is not a chapter"
+    assert "cosine_point: python -m fmlib run cosine_point" in helpers, "but a reader who sweeps needs its parameters"
     assert not re.search(r"\{(dataset|file|in [^}]*|one of:[^}]*)\}", out), "raw constraint markers"
     assert " a int" not in out and "(a data set: cifar10, digits, gaussian" in out
 
