@@ -206,6 +206,7 @@ def found(copies: bool, general: bool, scale: float = 1.0):
     (0.01, 0.5, (True, False), Verdict.PARTLY),   # clean but copying
     (0.01, 0.5, (True, True), Verdict.PARTLY),    # clean, half the samples copy
     (0.5, 0.4, (False, True), Verdict.PARTLY),    # generalising but off the span
+    (0.01, 0.005, (False, True), Verdict.PARTLY),  # generalising, small, but the MLP is cleaner
     (0.5, 0.4, (True, False), Verdict.NOT_REPRODUCED),
 ])
 def test_osdnet_rule(osd, mlp, gen, verdict):
