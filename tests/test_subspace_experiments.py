@@ -221,6 +221,19 @@ def test_osdnet_rule_mutation_samples_off_the_data_law_do_not_generalise():
     assert osdnet_rule(0.5, 0.4, blown).verdict is Verdict.NOT_REPRODUCED
 
 
+def test_osdnet_rule_mutation_samples_huddled_near_the_training_points_do_not_generalise():
+    """Mutation: a network whose samples are each training point moved 30% of the way to its nearest neighbour (not
+    copies by the 1/3 criterion, but 3x closer to the training set than held-out points): the lower bound 0.5 of the
+    distance ratio refuses them."""
+    generator = torch.Generator().manual_seed(0)
+    points = make_dataset("subspace", 60, d=10, k=3, generator=generator, device="cpu", dtype=torch.float64)
+    train, held_out = points[:30], points[30:]
+    gaps = torch.cdist(train, train).fill_diagonal_(float("inf"))
+    huddled = summarise(0.7 * train + 0.3 * train[gaps.argmin(1)], train, held_out)
+    assert huddled.copy_fraction == 0.0 and huddled.distances.ratio < 0.5
+    assert osdnet_rule(0.01, 0.5, huddled).verdict is Verdict.PARTLY
+
+
 def bound_result(distance, certified, estimated) -> TeacherStudent:
     return TeacherStudent(times=np.linspace(0, 1, 3), error=np.zeros(3), distance=np.asarray(distance, float),
                           bound_certified=np.asarray(certified, float), bound_estimated=np.asarray(estimated, float),
