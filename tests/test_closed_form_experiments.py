@@ -305,6 +305,7 @@ def test_one_wrong_solver_breaks_the_agreement(data, x0, monkeypatch):
 
 def test_a_coarse_uniform_grid_stops_the_run_on_the_weights(data, x0):
     m = cf.memorisation_experiment(ClosedFormField(data), data, x0, time_grid(8))
+    assert m.worst_end_distance > 1e-3  # the chapter test's worst_landing < 1e-8 fails too: the last step averages
     with pytest.raises(ClaimBroken, match=r"\[memorisation\] the last step started at t_K = 0.875"):
         cf.memorisation_finding(m)
 
@@ -376,6 +377,15 @@ def test_span_law_stops_on_a_frozen_solver(sub, x0_sub, monkeypatch):
     freeze(monkeypatch)
     with pytest.raises(ClaimBroken, match=r"\[span\] euler"):
         cf.span_finding(cf.span_experiment(ClosedFormField(sub), sub, x0_sub, GRID))
+
+
+def test_span_end_check_stops_a_grid_that_ends_short_of_one(sub, x0_sub):
+    """Mutation for the end part of the rule, which no field bug reaches (the last step is a convex combination of
+    the data): a grid that stops at t = 0.99. The law holds to round-off; the samples keep 1% of their off-span part."""
+    check = cf.span_experiment(ClosedFormField(sub), sub, x0_sub, time_grid(60, spacing="quadratic", t_end=0.99))
+    assert check.worst_law_error < 1e-12 and check.worst_end_norm > 1e-3
+    with pytest.raises(ClaimBroken, match=r"\[span\] a sample ends"):
+        cf.span_finding(check)
 
 
 @pytest.mark.parametrize("bug", ["mistempered", "unnormalised"])
