@@ -22,7 +22,7 @@ from fmlib.experiments.generalising_fields import (
     speciation_points,
     two_classes,
 )
-from fmlib.experiments.verdicts import Verdict
+from fmlib.experiments.verdicts import ClaimBroken, Verdict, require
 from fmlib.phase_times import covariance_top_eigenvalue, ou_collapse_time
 
 
@@ -199,6 +199,21 @@ def test_identities_checked_at_run_time_and_their_mutations(monkeypatch):
 
     monkeypatch.setattr(phase_times, "ou_to_flow_time", lambda tau: math.exp(-tau))  # signal-only map
     assert gf.snr_map_gap() > 1e-2
+
+
+@pytest.mark.parametrize("mutant", [
+    lambda real: lambda data, shape, size, **options: real(data, shape, size - 2, **options),  # off by one pixel
+    lambda real: lambda data, shape, size, **options: real(data, shape, size, equivariant=True),  # any position
+])
+def test_mutation_the_whole_image_patch_identity_stops_the_run(monkeypatch, mutant):
+    """The chapter's check require(whole_patch_gap < 1e-4, "closed-form"): a whole-image patch one pixel short on each
+    side (2 (w - 1) - 1 for 2 w - 1), or a patch field that forgets its position (equivariant), is not the closed form:
+    the gap is order 0.1 and the run stops."""
+    split = image_split("digits", 20, seed=2, device="cpu", dtype=torch.float64)
+    require(gf.whole_patch_gap(split) < 1e-4, "closed-form", "the unmutated whole-image patch field")
+    monkeypatch.setattr(gf, "PatchField", mutant(gf.PatchField))
+    with pytest.raises(ClaimBroken, match="closed-form"):
+        require(gf.whole_patch_gap(split) < 1e-4, "closed-form", "the whole-image patch field is not the closed form")
 
 
 def test_tables_and_figures(comparison):
