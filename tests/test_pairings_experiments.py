@@ -310,6 +310,27 @@ def test_winding_angles_tell_a_half_turn_from_a_bounce() -> None:
     assert float(winding_angles(bounce, ts).abs().max()) < 1e-9
 
 
+def test_mutation_winding_angles_around_a_fixed_centre_no_longer_tell_a_half_turn_from_a_bounce() -> None:
+    """rotation_summary calls a run 'the pairing' when at least half of its trajectories wind more than a quarter
+    turn around the moving centre 5 t 1. On 256 sources N(0, I): half turns 100%, bounces 0%. Mutation: the angle
+    taken around the origin (the moving centre forgotten, shift 0): 60% and 48%, both near the threshold 1/2, so the
+    sentence would be decided by the sources drawn, not by what the network learned."""
+    ts = torch.linspace(0, 1, 201, dtype=torch.float64)
+    y0 = torch.randn(256, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    angle = math.pi * ts[:, None]
+    rot = torch.stack([torch.cos(angle) * y0[:, 0] - torch.sin(angle) * y0[:, 1],
+                       torch.sin(angle) * y0[:, 0] + torch.cos(angle) * y0[:, 1]], dim=-1)
+    half_turn = 5.0 * ts[:, None, None] + rot
+    bounce = 5.0 * ts[:, None, None] + (1 - 2 * ts[:, None, None]).abs().clamp(min=0.01) * y0
+
+    def turned(path: torch.Tensor, shift: float) -> float:
+        return float((winding_angles(path, ts, shift).abs() > math.pi / 2).double().mean())
+
+    assert turned(half_turn, 5.0) == 1.0 and turned(bounce, 5.0) == 0.0
+    assert abs(turned(half_turn, 0.0) - turned(bounce, 0.0)) < 0.2
+    assert 0.4 < turned(half_turn, 0.0) < 0.65 and 0.4 < turned(bounce, 0.0) < 0.65
+
+
 def _rotation(angles: dict[str, float], to_ot: float = 0.9) -> RotationResult:
     """Winding angles per run, and solver studies whose endpoints are (``to_ot``) closer to the OT image."""
     winding = {name: torch.full((10,), value, dtype=torch.float64) for name, value in angles.items()}
