@@ -121,6 +121,23 @@ def x0():
 GRID = time_grid(60, spacing="quadratic")
 
 
+# --- the segments figure ---------------------------------------------------------------------------------------
+
+
+def test_segments_weight_checks_fail_for_unnormalised_weights(data):
+    """The chapter test's 1/n <= segments_max_weight <= 1 and 1 <= segments_effective_number <= n hold for any
+    probability vector; the mutation (weights never divided by their sum) breaks the effective number (< 1)."""
+    import matplotlib.pyplot as plt
+
+    fig, weights = cf.figure_segments(ClosedFormField(data), 0.5)
+    plt.close(fig)
+    n = data.shape[0]
+    assert 1 / n <= weights.max() <= 1 and 1 <= 1 / (weights**2).sum() <= n
+    fig, unnormalised = cf.figure_segments(UnnormalisedField(data), 0.5)
+    plt.close(fig)
+    assert 1 / (unnormalised**2).sum() < 1
+
+
 # --- (a) closed-form ----------------------------------------------------------------------------------------
 
 
