@@ -121,6 +121,23 @@ def x0():
 GRID = time_grid(60, spacing="quadratic")
 
 
+# --- the segments figure ---------------------------------------------------------------------------------------
+
+
+def test_segments_weight_checks_fail_for_unnormalised_weights(data):
+    """The chapter test's 1/n <= segments_max_weight <= 1 and 1 <= segments_effective_number <= n hold for any
+    probability vector; the mutation (weights never divided by their sum) breaks the effective number (< 1)."""
+    import matplotlib.pyplot as plt
+
+    fig, weights = cf.figure_segments(ClosedFormField(data), 0.5)
+    plt.close(fig)
+    n = data.shape[0]
+    assert 1 / n <= weights.max() <= 1 and 1 <= 1 / (weights**2).sum() <= n
+    fig, unnormalised = cf.figure_segments(UnnormalisedField(data), 0.5)
+    plt.close(fig)
+    assert 1 / (unnormalised**2).sum() < 1
+
+
 # --- (a) closed-form ----------------------------------------------------------------------------------------
 
 
@@ -305,6 +322,7 @@ def test_one_wrong_solver_breaks_the_agreement(data, x0, monkeypatch):
 
 def test_a_coarse_uniform_grid_stops_the_run_on_the_weights(data, x0):
     m = cf.memorisation_experiment(ClosedFormField(data), data, x0, time_grid(8))
+    assert m.worst_end_distance > 1e-3  # the chapter test's worst_landing < 1e-8 fails too: the last step averages
     with pytest.raises(ClaimBroken, match=r"\[memorisation\] the last step started at t_K = 0.875"):
         cf.memorisation_finding(m)
 
@@ -376,6 +394,15 @@ def test_span_law_stops_on_a_frozen_solver(sub, x0_sub, monkeypatch):
     freeze(monkeypatch)
     with pytest.raises(ClaimBroken, match=r"\[span\] euler"):
         cf.span_finding(cf.span_experiment(ClosedFormField(sub), sub, x0_sub, GRID))
+
+
+def test_span_end_check_stops_a_grid_that_ends_short_of_one(sub, x0_sub):
+    """Mutation for the end part of the rule, which no field bug reaches (the last step is a convex combination of
+    the data): a grid that stops at t = 0.99. The law holds to round-off; the samples keep 1% of their off-span part."""
+    check = cf.span_experiment(ClosedFormField(sub), sub, x0_sub, time_grid(60, spacing="quadratic", t_end=0.99))
+    assert check.worst_law_error < 1e-12 and check.worst_end_norm > 1e-3
+    with pytest.raises(ClaimBroken, match=r"\[span\] a sample ends"):
+        cf.span_finding(check)
 
 
 @pytest.mark.parametrize("bug", ["mistempered", "unnormalised"])

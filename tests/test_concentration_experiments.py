@@ -196,6 +196,41 @@ def test_mutation_unnormalised_weights_changes_the_verdict(monkeypatch):
     assert verdict_of(tiny_spec()) is Verdict.NOT_REPRODUCED
 
 
+def _summary_checks(grid: conc.ConcentrationGrid) -> dict[str, bool]:
+    """The chapter test's assertions on the numbers of the figures and tables (sections (c) to (g))."""
+    r = {**plane_summary(grid).records(), **slack_summary(grid).records(), **gauss_summary(grid).records()}
+    return {
+        "slack at t* >= 1": r["slack_at_tstar_max"] >= 1.0,
+        "0 <= plane shift < 0.05": 0.0 <= r["plane_shift_min"] <= r["plane_shift_max"] < 0.05,
+        "digits: t bound > t union": r["digits_t_bound"] > r["digits_t_union"],
+        "digits: t union >= t measured - 0.05": r["digits_t_union"] >= r["digits_t_measured"] - 0.05,
+        "embedded t range < 0.05": r["embedded_t_range"] < 0.05,
+        "gauss t high d < low d": r["gauss_t_high_d"] < r["gauss_t_low_d"],
+    }
+
+
+def test_mutations_break_the_chapter_test_s_summary_checks(measured, monkeypatch):
+    """Each summary check of the chapter test fails under a plausible bug (all hold unmutated).
+
+    The measured times come from the event 'some point outweighs y_k', an ordering of the logits that no temperature
+    error changes; a sign error in the weights (the farthest point weighs most) censors them. The bound's times and
+    slack are theory: a bound evaluated at twice the separation (a distance where its half is meant) falls below
+    the exact probability."""
+    assert all(_summary_checks(measured).values()), _summary_checks(measured)
+    real_bound, real_time = conc.concentration_bound, conc.concentration_time
+    with monkeypatch.context() as patch:
+        patch.setattr(conc, "concentration_bound", lambda t, sep, n, **k: real_bound(t, 2 * np.asarray(sep), n, **k))
+        patch.setattr(conc, "concentration_time", lambda sep, n, **k: real_time(2 * np.asarray(sep), n, **k))
+        doubled = _summary_checks(measured)
+    assert not any(doubled[k] for k in ("slack at t* >= 1", "0 <= plane shift < 0.05", "digits: t bound > t union"))
+    real_weights = ClosedFormField.log_weights
+    monkeypatch.setattr(ClosedFormField, "log_weights",
+                        lambda self, x, t: real_weights(self, x, t).neg().log_softmax(dim=1))
+    flipped = _summary_checks(measure_grid(tiny_spec(), progress=False))
+    assert not any(flipped[k] for k in ("digits: t union >= t measured - 0.05", "embedded t range < 0.05",
+                                        "gauss t high d < low d"))
+
+
 def _flipped_bound(sign_drift: float, sign_log: float):
     """The bounds of fmlib.theory with the signs of their two terms as given; (-1, +1) is the true bound.
 

@@ -22,7 +22,7 @@ from fmlib.experiments.generalising_fields import (
     speciation_points,
     two_classes,
 )
-from fmlib.experiments.verdicts import Verdict
+from fmlib.experiments.verdicts import ClaimBroken, Verdict, require
 from fmlib.phase_times import covariance_top_eigenvalue, ou_collapse_time
 
 
@@ -118,6 +118,32 @@ def test_exact_field_copies_and_the_reference_looks_new(comparison):
     assert reference.copy_fraction <= 0.2 and 0.5 <= reference.ratio <= 2.0
 
 
+def test_mutation_the_copy_and_reference_checks_fail_under_plausible_bugs(monkeypatch):
+    """The chapter test's exact_copy == 1, exact_ratio < 1e-3 and heldout_copy <= 0.2, 0.5 <= heldout_ratio <= 2.
+    Mutations: a solver that ignores the field (the samples stay noise: no copies, ratio ~1); a held-out set that is
+    the training half (a split that is not disjoint: every held-out image 'copies', ratio 0)."""
+    import dataclasses
+
+    from fmlib.ode import integrate as real
+
+    split = image_split("digits", 40, seed=0, device="cpu", dtype=torch.float64)
+    reference = gf.heldout_reference(split)
+    assert reference.copy_fraction <= 0.2 and 0.5 <= reference.ratio <= 2.0
+    leaked = gf.heldout_reference(dataclasses.replace(split, heldout=split.half_a))
+    assert leaked.copy_fraction > 0.2 and leaked.ratio < 0.5
+
+    class Still:
+        def velocity(self, x, t):
+            return torch.zeros_like(x)
+
+        def posterior_mean(self, x, t):
+            return x
+
+    monkeypatch.setattr(gf, "integrate", lambda field, x, ts, **options: real(Still(), x, ts, **options))
+    frozen = compare_fields(split, [FieldSpec("exact")], batch=16, steps=16, seed=0).by_label("exact")
+    assert frozen.copy_fraction < 1.0 and frozen.ratio > 1e-3
+
+
 def test_mutation_no_smoothing_is_the_exact_field_and_copies(comparison):
     """sigma = 0: the same samples as the exact field, and the rule cannot say the field creates."""
     no_smoothing = comparison.by_label("smoothed, sigma 0")
@@ -199,6 +225,21 @@ def test_identities_checked_at_run_time_and_their_mutations(monkeypatch):
 
     monkeypatch.setattr(phase_times, "ou_to_flow_time", lambda tau: math.exp(-tau))  # signal-only map
     assert gf.snr_map_gap() > 1e-2
+
+
+@pytest.mark.parametrize("mutant", [
+    lambda real: lambda data, shape, size, **options: real(data, shape, size - 2, **options),  # off by one pixel
+    lambda real: lambda data, shape, size, **options: real(data, shape, size, equivariant=True),  # any position
+])
+def test_mutation_the_whole_image_patch_identity_stops_the_run(monkeypatch, mutant):
+    """The chapter's check require(whole_patch_gap < 1e-4, "closed-form"): a whole-image patch one pixel short on each
+    side (2 (w - 1) - 1 for 2 w - 1), or a patch field that forgets its position (equivariant), is not the closed form:
+    the gap is order 0.1 and the run stops."""
+    split = image_split("digits", 20, seed=2, device="cpu", dtype=torch.float64)
+    require(gf.whole_patch_gap(split) < 1e-4, "closed-form", "the unmutated whole-image patch field")
+    monkeypatch.setattr(gf, "PatchField", mutant(gf.PatchField))
+    with pytest.raises(ClaimBroken, match="closed-form"):
+        require(gf.whole_patch_gap(split) < 1e-4, "closed-form", "the whole-image patch field is not the closed form")
 
 
 def test_tables_and_figures(comparison):

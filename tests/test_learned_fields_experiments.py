@@ -214,6 +214,24 @@ def test_efm_enumeration_and_mutation(monkeypatch) -> None:
         lf.efm_unbiased_rule(lf.efm_enumeration(points=3), _curve([[1.0, 1.0], [0.3, 0.5]]))
 
 
+def test_efm_enumeration_contrasts_fail_under_their_mutations(monkeypatch) -> None:
+    """The chapter test's contrasts 0.1 < enum_bias_uniform and enum_variance < enum_cfm_variance. Mutations: the
+    anchor option ignored (the 'uniform' pool still holds x1: bias 0, the contrast vanishes); the pool ignored (M = 1:
+    EFM's variance is CFM's, and the rule's exact part fails)."""
+    clean = lf.efm_enumeration(points=3)
+    assert clean.min_bias_without_x1 > 0.1 and clean.variance.mean() < clean.cfm_variance.mean()
+    real = lf.efm_exact_moments
+    with monkeypatch.context() as patch:
+        patch.setattr(lf, "efm_exact_moments", lambda data, x, t, m, anchor="x1": real(data, x, t, m))
+        assert lf.efm_enumeration(points=3).min_bias_without_x1 < 1e-12
+    monkeypatch.setattr(lf, "efm_exact_moments", lambda data, x, t, m, **options: real(data, x, t, 1, **options))
+    ignored = lf.efm_enumeration(points=3)
+    assert not ignored.variance.mean() < ignored.cfm_variance.mean()
+    good = _curve([[1.0, 1.0], [0.3, 0.5]])
+    assert lf.efm_unbiased_rule(clean, good).verdict is Verdict.REPRODUCED
+    assert lf.efm_unbiased_rule(ignored, good).verdict is Verdict.PARTLY
+
+
 def test_efm_enumeration_mutation_wrong_temperature_stops_the_run(monkeypatch) -> None:
     """Mutation: the pool's weights at temperature 1/(1 - t) instead of 1/(1 - t)^2 (in the target itself)."""
     import inspect

@@ -51,6 +51,24 @@ def test_digits_rank_after_centring_is_below_64():
     assert report.centred and report.singular_values.shape == (64,)
 
 
+@pytest.mark.parametrize("rtol, check", [
+    (torch.finfo(torch.float64).eps, "rank <= centred rank + 1"),  # numpy's convention without its max(n, d)
+    (1e-20, "centred rank < 64"),  # a tolerance far below the round-off of the SVD
+])
+def test_digits_rank_checks_fail_with_a_tolerance_below_round_off(rtol, check):
+    """Chapter 5 asserts, on the digits, centred rank < 64 and rank <= centred rank + 1 (centring removes at most one
+    dimension). With the default tolerance both hold; a tolerance below the SVD's round-off counts round-off as
+    rank and breaks the named one."""
+    digits = make_dataset("digits", 1797, device="cpu", dtype=torch.float64)
+
+    def holds(rank: int, centred: int) -> dict[str, bool]:
+        return {"centred rank < 64": centred < 64, "rank <= centred rank + 1": rank <= centred + 1}
+
+    assert all(holds(numerical_rank(digits).rank, numerical_rank(digits, centre=True).rank).values())
+    mutated = holds(numerical_rank(digits, rtol=rtol).rank, numerical_rank(digits, centre=True, rtol=rtol).rank)
+    assert not mutated[check]
+
+
 def test_span_basis_is_orthonormal_and_spans_the_data():
     y = subspace_data()
     u = span_basis(y)

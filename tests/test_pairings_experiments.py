@@ -105,6 +105,55 @@ def test_mutation_pairs_that_silently_become_independent_break_the_identity(monk
         pairing_zero_variance_rule(gaussian_variance([2], samples=32))
 
 
+def test_zero_variance_identity_stops_a_run_without_sigma_0() -> None:
+    """Mutation: the sigma list of the chapter's call loses its 0 (as in its bridge call): nothing can check the
+    identity, and the run stops rather than report it as held."""
+    with pytest.raises(ClaimBroken, match="no configuration at sigma = 0"):
+        pairing_zero_variance_rule(gaussian_variance([2], (0.05,), samples=16))
+
+
+def _interpolant_at(factor: float):
+    """Mutation of the interpolant's temperature: sigma multiplied by ``factor`` (0: the noise dropped)."""
+    import fmlib.experiments.pairings as ex
+
+    original = ex.noisy_interpolant
+
+    def mutated(x0, x1, t, *, sigma, **options):
+        return original(x0, x1, t, sigma=factor * sigma, **options)
+
+    return mutated
+
+
+@pytest.mark.parametrize("schedule", ["constant", "bridge"])
+def test_mutation_noise_dropped_from_the_interpolant(monkeypatch, schedule) -> None:
+    """The chapter reports noisy_trace_min / bridge_trace_min (its test: > 0) and the verdict needs trace > 1e-6 at
+    sigma > 0. Mutation: the interpolant ignores sigma. The trace falls to round-off (~1e-31: still > 0, so only the
+    rule's 1e-6 sees it) and the verdict drops to partly."""
+    import fmlib.experiments.pairings as ex
+
+    sigmas = (0.0, 0.05) if schedule == "constant" else (0.05,)
+    kept = gaussian_variance([2, 3], sigmas, samples=32, schedule=schedule).table
+    assert float(kept.loc[kept["matched"] & (kept["sigma"] > 0), "trace"].min()) > 1e-4
+    monkeypatch.setattr(ex, "noisy_interpolant", _interpolant_at(0.0))
+    result = gaussian_variance([2, 3], sigmas, samples=32, schedule=schedule)
+    noisy = result.table[result.table["matched"] & (result.table["sigma"] > 0)]
+    assert float(noisy["trace"].max()) < 1e-20
+    assert float((noisy["loss"] / noisy["least_loss"]).max()) < 0.5  # out of the chapter's (0.5, 2)
+    if schedule == "constant":
+        assert pairing_zero_variance_rule(result).verdict is Verdict.PARTLY
+
+
+def test_mutation_wrong_temperature_moves_the_loss_ratio_out_of_range(monkeypatch) -> None:
+    """The chapter asserts 0.5 < loss / least loss < 2 at sigma > 0 (the pair field is near the best field).
+    Mutation: the interpolant at 3 sigma while the least loss is at sigma: the ratio goes to about 9."""
+    import fmlib.experiments.pairings as ex
+
+    monkeypatch.setattr(ex, "noisy_interpolant", _interpolant_at(3.0))
+    table = gaussian_variance([2, 3], (0.05,), samples=64).table
+    noisy = table[table["matched"]]
+    assert float((noisy["loss"] / noisy["least_loss"]).min()) > 2.0
+
+
 def test_gaussian_problem_refuses_a_singular_rotation() -> None:
     maps = gaussian_problem(4)
     assert set(maps) == {"OT", "rotated"}
@@ -164,6 +213,36 @@ def test_solver_study_of_the_exact_pair_field(rotation) -> None:
     assert rotation_example_rule(study).verdict is Verdict.PARTLY  # the grid decides
     odd = solver_study(AffinePairField(t_map), x0, t_map(x0), x0 + 5, steps=(9, 11), methods=("euler",))
     assert rotation_example_rule(odd).verdict is Verdict.REPRODUCED
+
+
+class NegatedPairField(AffinePairField):
+    """Mutation: the pair field with the wrong sign."""
+
+    def velocity(self, x, t):
+        return -super().velocity(x, t)
+
+
+def test_mutation_exact_field_checks_fail_under_a_sign_error_a_wrong_grid_and_dropped_noise(rotation, monkeypatch):
+    """The chapter's checks on the exact fields, each broken by a plausible bug:
+    exact_odd_error < 1e-10 (a sign error in the pair field: order 1); 'euler-10' among the non-finite solvers (a
+    solver study on a grid that is not the uniform one it reports: no node at 1/2, finite); noisy_to_ot < 1e-3 (the
+    noise dropped from the noisy optimum, sigma 0: the endpoints go to the pairs, ~2.8 from the OT image)."""
+    import fmlib.experiments.pairings as ex
+    from fmlib.ode import time_grid
+
+    t_map, x0 = rotation
+    options = {"steps": (9, 10), "methods": ("euler",), "adaptive": ()}
+    good = solver_study(AffinePairField(t_map), x0, t_map(x0), x0 + 5, **options).table.set_index("solver")
+    assert good.loc["euler-9", "to_pair"] < 1e-10 and good.loc["euler-10", "finite"] < 1
+    negated = solver_study(NegatedPairField(t_map), x0, t_map(x0), x0 + 5, **options).table.set_index("solver")
+    assert negated.loc["euler-9", "to_pair"] > 1.0
+    noisy = solver_study(AffinePairField(t_map, sigma=0.05), x0, t_map(x0), x0 + 5, steps=(99,), methods=("rk4",))
+    assert float(noisy.table["to_ot"].min()) < 1e-3
+    cold = solver_study(AffinePairField(t_map, sigma=0.0), x0, t_map(x0), x0 + 5, steps=(99,), methods=("rk4",))
+    assert float(cold.table["to_ot"].min()) > 1.0
+    monkeypatch.setattr(ex, "time_grid", lambda k: time_grid(k, spacing="quadratic"))
+    shifted = solver_study(AffinePairField(t_map), x0, t_map(x0), x0 + 5, **options).table.set_index("solver")
+    assert shifted.loc["euler-10", "finite"] == 1.0 and bool(shifted.loc["euler-10", "node_at_half"])
 
 
 def test_mutation_the_ot_like_field_is_not_a_memorisation(rotation) -> None:
@@ -231,6 +310,27 @@ def test_winding_angles_tell_a_half_turn_from_a_bounce() -> None:
     assert float(winding_angles(bounce, ts).abs().max()) < 1e-9
 
 
+def test_mutation_winding_angles_around_a_fixed_centre_no_longer_tell_a_half_turn_from_a_bounce() -> None:
+    """rotation_summary calls a run 'the pairing' when at least half of its trajectories wind more than a quarter
+    turn around the moving centre 5 t 1. On 256 sources N(0, I): half turns 100%, bounces 0%. Mutation: the angle
+    taken around the origin (the moving centre forgotten, shift 0): 60% and 48%, both near the threshold 1/2, so the
+    sentence would be decided by the sources drawn, not by what the network learned."""
+    ts = torch.linspace(0, 1, 201, dtype=torch.float64)
+    y0 = torch.randn(256, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    angle = math.pi * ts[:, None]
+    rot = torch.stack([torch.cos(angle) * y0[:, 0] - torch.sin(angle) * y0[:, 1],
+                       torch.sin(angle) * y0[:, 0] + torch.cos(angle) * y0[:, 1]], dim=-1)
+    half_turn = 5.0 * ts[:, None, None] + rot
+    bounce = 5.0 * ts[:, None, None] + (1 - 2 * ts[:, None, None]).abs().clamp(min=0.01) * y0
+
+    def turned(path: torch.Tensor, shift: float) -> float:
+        return float((winding_angles(path, ts, shift).abs() > math.pi / 2).double().mean())
+
+    assert turned(half_turn, 5.0) == 1.0 and turned(bounce, 5.0) == 0.0
+    assert abs(turned(half_turn, 0.0) - turned(bounce, 0.0)) < 0.2
+    assert 0.4 < turned(half_turn, 0.0) < 0.65 and 0.4 < turned(bounce, 0.0) < 0.65
+
+
 def _rotation(angles: dict[str, float], to_ot: float = 0.9) -> RotationResult:
     """Winding angles per run, and solver studies whose endpoints are (``to_ot``) closer to the OT image."""
     winding = {name: torch.full((10,), value, dtype=torch.float64) for name, value in angles.items()}
@@ -276,6 +376,19 @@ def test_summaries_follow_the_numbers() -> None:
     assert "(2.0e-03 and 1.0e-05 at sigma = 0.05), against 3.0e-04" in text
     assert "0.01 (sigma = 0) and 0.50 (sigma = 0.05)" in text
     assert "0.10 (sigma = 0) and 0.90 (sigma = 0.05) times as far from the nearest training target" in text
+
+
+def test_shuffled_summary_names_neither_partner_and_a_move_toward_the_shuffled_pairs() -> None:
+    """The two branches the chapter's sentence can take that test_summaries_follow_the_numbers does not reach: endpoints
+    near neither partner at sigma 0 (e.g. a network that learned nothing), and noise that increased memorisation."""
+    def distances(pair: float, ot: float) -> EndpointDistances:
+        return EndpointDistances(to_pair=1.0, to_ot=1.0, closer_to_pair=pair, closer_to_ot=ot, finite=1.0)
+
+    idle = ShuffledResult(name="x", pairs=None, distances={0.0: distances(0.1, 0.1), 0.05: distances(0.6, 0.1)},
+                          endpoints={}, models={})
+    text = shuffled_summary({"digits": idle}, 0.05)
+    assert "went to neither partner" in text and "moved it toward the shuffled partners" in text
+    assert "memorised" not in text and "went to the OT partners" not in text
 
 
 def test_training_experiments_fit_together(tmp_path) -> None:

@@ -322,6 +322,28 @@ def test_a_wrong_snr_map_changes_the_collapse_verdict_and_the_widths(monkeypatch
     assert mutated_laws.fits["gaussian", "power"].alpha < clean[3].fits["gaussian", "power"].alpha - 0.05
 
 
+def _capacity_checks(values: dict, rho_t: float) -> dict[str, bool]:
+    """The chapter test's range checks on the Gaussian capacity fit and the trend of t* with d."""
+    return {"alpha": 0.35 < values["gaussian_capacity_alpha"] < 0.65, "c": 0.5 < values["gaussian_capacity_c"] < 2.0,
+            "rmse": values["gaussian_capacity_rmse"] < 0.15, "rho_t": rho_t == pytest.approx(-1.0)}
+
+
+def test_mutations_move_the_capacity_fit_out_of_the_chapter_test_s_ranges(monkeypatch, clean):
+    """Unmutated, the tiny pipeline passes all four checks. A field that ignores the data censors every t*: no fit,
+    all four fail. A wrong SNR map (log t for log t/(1 - t)) moves c out of (0.5, 2) on the exact-law grid (0.60 ->
+    0.39); on the tiny pipeline it moves alpha by 0.1 but inside (0.35, 0.65): the alpha range cannot see it."""
+    _, _, trend_, laws, _ = clean
+    assert all(_capacity_checks(laws.values(), trend_.moves.rho).values())
+    with monkeypatch.context() as patch:
+        patch.setattr(st, "ClosedFormField", ZeroField)
+        _, _, zero_trend, zero_laws, _ = pipeline()
+    assert not any(_capacity_checks(zero_laws.values(), zero_trend.moves.rho).values())
+    exact = st.fit_laws(exact_law_grid(), ["gaussian"], min_d=16, n_boot=200).values()
+    assert 0.5 < exact["gaussian_capacity_c"] < 2.0
+    monkeypatch.setattr(st, "log_snr", lambda t: np.log(np.asarray(t, dtype=np.float64)))
+    assert st.fit_laws(exact_law_grid(), ["gaussian"], min_d=16, n_boot=200).values()["gaussian_capacity_c"] < 0.5
+
+
 def test_the_book_says_when_a_measured_value_falls_outside_a_law_interval():
     laws = st.fit_laws(exact_law_grid(), ["gaussian"], min_d=16, n_boot=200)
     law_t = float(snr_to_time(math.sqrt(math.log(1000) / 256)))

@@ -17,6 +17,7 @@ from torch import nn
 from fmlib.closed_form import ClosedFormField
 from fmlib.data import make_dataset
 from fmlib.experiments.subspace import (
+    ModuleField,
     TeacherStudent,
     coefficient_curve,
     jacobian_lipschitz_estimate,
@@ -95,6 +96,59 @@ def test_span_law_check_stops_a_broken_field(problem, mutant):
         span_ode_law_rule({"euler": law.law_deviation}, {"euler": float(law.sample_ratio.max())})
 
 
+def test_span_law_endpoint_check_stops_a_grid_that_ends_short_of_one(problem):
+    """Mutation: the grid stops at t = 0.9 (e.g. to avoid the 1/(1 - t) of the last step). The law itself still holds
+    to round-off, so only the second check (the off-span part left at the end) can stop the run, and it does."""
+    y, basis, x0 = problem
+    law = off_span_trajectories(ClosedFormField(y), x0, time_grid(30, t_end=0.9), basis)
+    assert law.law_deviation < 1e-12 and abs(float(law.sample_ratio.max()) - 0.1) < 1e-12
+    with pytest.raises(ClaimBroken, match="keep an off-span part"):
+        span_ode_law_rule({"euler": law.law_deviation}, {"euler": float(law.sample_ratio.max())})
+
+
+class NegatedClosedForm(ClosedFormField):
+    """Mutation: u* with the wrong sign, (x - D(x, t)) / (1 - t)."""
+
+    def velocity(self, x, t):
+        return -super().velocity(x, t)
+
+    def posterior_mean(self, x, t):
+        return x + (1 - t) * self.velocity(x, t)
+
+
+def chapter_law_rule(laws):
+    """The chapter's call of the rule on the output of :func:`solver_laws`."""
+    return span_ode_law_rule({f"{c}/{m}": laws[c, m].law_deviation for c, m in laws},
+                             {f"{c}/{m}": float(laws[c, m].sample_ratio.max()) for c, m in laws})
+
+
+def test_solver_laws_mutation_a_sign_error_in_the_closed_form_stops_the_run(problem, monkeypatch):
+    """The chapter's path (solver_laws -> rule): a sign error in u* moves law_worst (the chapter test's < 1e-10) to
+    order 1 for every solver, and the rule stops the run."""
+    import fmlib.experiments.subspace as sub
+
+    y, _, x0 = problem
+    ts = time_grid(8, spacing="quadratic")
+    table, laws = solver_laws({"toy": (y, 3, x0)}, ts)
+    assert table["max deviation from (1-t) P x(0)"].max() < 1e-10
+    chapter_law_rule(laws)
+    monkeypatch.setattr(sub, "ClosedFormField", NegatedClosedForm)
+    table, laws = solver_laws({"toy": (y, 3, x0)}, ts)
+    assert table["max deviation from (1-t) P x(0)"].min() > 1.0
+    with pytest.raises(ClaimBroken, match="deviates from"):
+        chapter_law_rule(laws)
+
+
+def test_solver_laws_mutation_data_rounded_to_float32_stop_the_run(problem):
+    """The tolerance 1e-10 is tight enough to see training points rounded to float32 (the chapter's setup keeps them in
+    float64): rounded points leave their span by ~1e-8, and so do the samples."""
+    y, _, x0 = problem
+    table, laws = solver_laws({"rounded": (y.float(), 3, x0)}, time_grid(8, spacing="quadratic"))
+    assert table["max deviation from (1-t) P x(0)"].min() > 1e-9
+    with pytest.raises(ClaimBroken, match="span-ode-law"):
+        chapter_law_rule(laws)
+
+
 def test_span_law_is_blind_to_the_weights(problem):
     """What the chapter says the check does NOT test: any denoiser in the span (here the plain data mean,
     weights ignored) keeps the law exactly, so a weight bug cannot be caught by it."""
@@ -152,6 +206,7 @@ def found(copies: bool, general: bool, scale: float = 1.0):
     (0.01, 0.5, (True, False), Verdict.PARTLY),   # clean but copying
     (0.01, 0.5, (True, True), Verdict.PARTLY),    # clean, half the samples copy
     (0.5, 0.4, (False, True), Verdict.PARTLY),    # generalising but off the span
+    (0.01, 0.005, (False, True), Verdict.PARTLY),  # generalising, small, but the MLP is cleaner
     (0.5, 0.4, (True, False), Verdict.NOT_REPRODUCED),
 ])
 def test_osdnet_rule(osd, mlp, gen, verdict):
@@ -164,6 +219,19 @@ def test_osdnet_rule_mutation_samples_off_the_data_law_do_not_generalise():
     assert blown.copy_fraction == 0.0 and blown.distances.ratio > 2.0
     assert osdnet_rule(0.01, 0.5, blown).verdict is Verdict.PARTLY
     assert osdnet_rule(0.5, 0.4, blown).verdict is Verdict.NOT_REPRODUCED
+
+
+def test_osdnet_rule_mutation_samples_huddled_near_the_training_points_do_not_generalise():
+    """Mutation: a network whose samples are each training point moved 30% of the way to its nearest neighbour (not
+    copies by the 1/3 criterion, but 3x closer to the training set than held-out points): the lower bound 0.5 of the
+    distance ratio refuses them."""
+    generator = torch.Generator().manual_seed(0)
+    points = make_dataset("subspace", 60, d=10, k=3, generator=generator, device="cpu", dtype=torch.float64)
+    train, held_out = points[:30], points[30:]
+    gaps = torch.cdist(train, train).fill_diagonal_(float("inf"))
+    huddled = summarise(0.7 * train + 0.3 * train[gaps.argmin(1)], train, held_out)
+    assert huddled.copy_fraction == 0.0 and huddled.distances.ratio < 0.5
+    assert osdnet_rule(0.01, 0.5, huddled).verdict is Verdict.PARTLY
 
 
 def bound_result(distance, certified, estimated) -> TeacherStudent:
@@ -262,6 +330,47 @@ def test_certified_mlp_lipschitz_dominates_the_jacobian_estimate():
     assert 0 < estimate <= mlp_lipschitz(net, 3, "silu")
     with pytest.raises(ValueError, match="first nn"):
         mlp_lipschitz(net, 40, "silu")
+
+
+def tight_silu_student(d: int = 2) -> nn.Module:
+    """A one-hidden-layer VelocityMLP v = W2 silu(W1 x) with W1 = [I, 0] and W2 = I: its certified constant
+    ||W2|| * 1.1 * ||W1|| is within 0.02% of its Jacobian's norm where the pre-activations sit at silu's steepest
+    point (x = 2.3994, slope 1.0998)."""
+    from fmlib.nets import VelocityMLP
+
+    net = VelocityMLP(d, width=d, depth=1, activation="silu", time_features=0).double()
+    with torch.no_grad():
+        first, last = net.layers[0], net.layers[2]
+        first.weight.zero_()
+        first.weight[:, :d] = torch.eye(d, dtype=torch.float64)
+        last.weight.copy_(torch.eye(d, dtype=torch.float64))
+        first.bias.zero_()
+        last.bias.zero_()
+    return net
+
+
+def test_mutation_silu_taken_as_1_lipschitz_breaks_the_certified_constant(monkeypatch):
+    """The chapter asserts L_cert >= L_est. Mutation: SiLU's constant taken as ReLU's 1 (SiLU's slope reaches 1.0998):
+    on a student where the bound is tight the 'certified' constant falls below the Jacobian estimate."""
+    import fmlib.experiments.subspace as sub
+
+    net = tight_silu_student()
+    points = torch.full((2, 8, 2), 2.3994, dtype=torch.float64) + 0.01 * torch.randn(2, 8, 2, dtype=torch.float64)
+    estimate = jacobian_lipschitz_estimate(ModuleField(net).velocity, points, np.array([0.0, 0.5]))
+    assert 1.09 < estimate <= mlp_lipschitz(net, 2, "silu") < 1.1 + 1e-12
+    monkeypatch.setitem(sub.ACTIVATION_LIPSCHITZ, "silu", 1.0)
+    assert mlp_lipschitz(net, 2, "silu") < estimate
+
+
+def test_mutation_a_student_that_ignores_x_has_no_jacobian_estimate():
+    """The chapter asserts L_est > 0. Mutation: a student that ignores x (the weights of its first layer on x zero):
+    the estimate is 0 and the check fails."""
+    net = tight_silu_student()
+    points = torch.randn(2, 8, 2, dtype=torch.float64)
+    assert jacobian_lipschitz_estimate(ModuleField(net).velocity, points, np.array([0.0, 0.5])) > 0.4
+    with torch.no_grad():
+        net.layers[0].weight[:, :2] = 0.0
+    assert jacobian_lipschitz_estimate(ModuleField(net).velocity, points, np.array([0.0, 0.5])) == 0.0
 
 
 def test_mutation_wrong_sign_of_a_in_osdnet_changes_the_decay_verdict(tmp_path, monkeypatch):
