@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -25,7 +26,7 @@ def test_chapter_runs_with_tiny_parameters(quick_run):
     assert results["L_cert"] >= results["L_est"] > 0, "the certified constant bounds the Jacobian estimate"
     assert results["ts_distance"] <= results["ts_bound"]
     grid = pd.read_csv(run.path / "tables" / "grid_table.csv")
-    assert set(grid["net"]) == {"MLP", "OSDNet"} and grid["off-span at t=1"].ge(0).all()
+    assert set(grid["net"]) == {"MLP", "OSDNet"} and np.isfinite(grid["off-span at t=1"]).all()
     law = pd.read_csv(run.path / "tables" / "law_table.csv")
     assert set(law["solver"]) == {"euler", "heun", "rk4"} and set(law["data"]) == {"subspace", "digits"}
     for name in ("fig_off_span", "fig_coefficient", "fig_teacher_student"):
