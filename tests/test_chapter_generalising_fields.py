@@ -29,6 +29,7 @@ def test_chapter_runs_with_tiny_parameters(quick_run):
 
     fields = pd.read_csv(run.path / "tables" / "table_fields.csv")
     assert list(fields["field"])[:4] == ["exact", "smoothed, sigma 1", "patch 5x5", "linear"]
+    # true of any binomial interval: this only catches swapped or misaligned table columns
     assert ((fields["95% low"] <= fields["copy fraction"]) & (fields["copy fraction"] <= fields["95% high"])).all()
 
     collapse = pd.read_csv(run.path / "tables" / "table_collapse.csv")
