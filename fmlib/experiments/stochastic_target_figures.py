@@ -41,20 +41,27 @@ def _logit_time_axis(ax: object, ticks: Sequence[float] = (0.001, 0.01, 0.1, 0.5
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+HISTOGRAM_BINS = np.linspace(-1.0, 1.0, 41)
+"""Bin edges of :func:`histogram_figure`: 40 bins of width 0.05 over [-1, 1]."""
+
+
 def histogram_figure(panels: dict[str, PointMeasurement], times: Sequence[float], threshold: float = 0.9) -> Figure:
-    """Histograms of the cosines (rows: data sets, columns: times), as fractions of the pairs."""
+    """Histograms of the cosines (rows: data sets, columns: times), as fractions of the pairs.
+
+    The cosines are clipped to [-1, 1] first: computed in float32, an aligned pair's cosine can round to
+    just above 1 and would fall outside the last bin, so that a panel's bars would no longer add up to 1.
+    """
     import matplotlib.pyplot as plt
 
     rows, cols = len(panels), len(times)
     fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols + 1.2, 2.4 * rows + 0.6), sharex=True, sharey="row",
                              squeeze=False, layout="constrained")
-    bins = np.linspace(-1, 1, 41)
     for row, (label, point) in enumerate(panels.items()):
         for col, t in enumerate(times):
             k = int(np.argmin(np.abs(point.curves.ts - t)))
-            cos = point.curves.cosines[k]
+            cos = np.clip(point.curves.cosines[k], -1.0, 1.0)
             ax = axes[row, col]
-            ax.hist(cos, bins=bins, weights=np.full(cos.size, 1.0 / cos.size), color=f"C{row}")
+            ax.hist(cos, bins=HISTOGRAM_BINS, weights=np.full(cos.size, 1.0 / cos.size), color=f"C{row}")
             ax.axvline(threshold, color="gray", ls="--", lw=1)
             ax.set_xticks([-1, 0, 1])
             if row == 0:
