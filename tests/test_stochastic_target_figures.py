@@ -43,3 +43,25 @@ def test_mutation_the_unclipped_cosines_lose_the_pairs_above_one():
     raw = _aligned_panels()["rounded above 1"].curves.cosines
     sums = [np.histogram(c, figs.HISTOGRAM_BINS, weights=np.full(c.size, 1 / c.size))[0].sum() for c in raw]
     assert sums == pytest.approx([0.5, 0.25])
+
+
+def _labels_in_view(axis) -> list[str]:
+    low, high = axis.get_view_interval()
+    return [label.get_text() for tick, label in zip(axis.get_majorticklocs(), axis.get_majorticklabels(), strict=True)
+            if low <= tick <= high and label.get_text()]
+
+
+@pytest.mark.parametrize("limits", [(0.22, 0.9), (0.03, 0.15), (0.8, 7.0), (1.0, 60.0)])
+def test_a_short_log_axis_of_the_laws_figure_shows_several_labels(limits):
+    fig, ax = plt.subplots()
+    ax.plot(limits, limits)
+    ax.set(xscale="log", xlim=limits)
+    fig.canvas.draw()
+    before = _labels_in_view(ax.xaxis)  # matplotlib's default, what Fig 3.3 showed for the digits and two moons
+    figs.readable_log_axis(ax.xaxis)
+    fig.canvas.draw()
+    after = _labels_in_view(ax.xaxis)
+    plt.close(fig)
+    assert len(after) >= 3, after
+    if limits[1] / limits[0] < 10:  # the default labels one power of ten at most: the figure could not be read
+        assert len(before) <= 1, before
