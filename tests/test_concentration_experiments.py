@@ -280,3 +280,41 @@ def test_unmutated_flipped_bound_helper_keeps_the_verdict(monkeypatch):
     monkeypatch.setattr(conc, "concentration_bound", bound)
     monkeypatch.setattr(conc, "not_concentrated_bound", eta_bound)
     assert verdict_of(tiny_spec()) is Verdict.PARTLY
+
+
+# --- section (g): which curves fall on the simplex's, and the dashes the prose counts ---------------------
+
+
+def test_simplex_gap_is_one_on_the_simplex_curve_and_sees_a_shift():
+    spec = tiny_spec(n_times=60, t_min=0.01, t_max=0.9999)
+    exact = conc.simplex_outweigh_probability(spec.times, 1.0, 100)
+    assert conc.simplex_gap(spec.times, exact, 1.0, 100) == pytest.approx(1.0, rel=0.03)
+    # a curve drawn against s x median with a median twice the true separation lies twice as far right
+    assert conc.simplex_gap(spec.times, exact, 2.0, 100) == pytest.approx(2.0, rel=0.03)
+    # a curve that concentrates later only at small probabilities: the farthest level decides
+    late_tail = np.where(exact < 0.3, conc.simplex_outweigh_probability(spec.times, 0.4, 100), exact)
+    assert conc.simplex_gap(spec.times, late_tail, 1.0, 100) > 2.0
+    assert conc.simplex_gap(spec.times[:10], exact[:10], 1.0, 100) == math.inf  # never falls through 0.1: censored
+
+
+def test_gauss_summary_names_the_dimensions_on_and_off_the_simplex_curve(measured):
+    gauss = gauss_summary(measured)
+    fresh = gauss.fresh.assign(d=[2, 8], **{"simplex gap": [3.0, 1.05]})
+    records = conc.GaussSummary(fresh, gauss.embedded, gauss.simplex_t, gauss.table).records()
+    assert records["gauss_on_simplex_dims"] == "8" and records["gauss_off_simplex_dims"] == "2"
+    assert records["gauss_gap_low_d"] == 3.0 and records["gauss_gap_tolerance_percent"] == 10
+    fresh = fresh.assign(**{"simplex gap": [1 / 1.2, math.inf]})  # to the left, or censored: off as well
+    assert conc.GaussSummary(fresh, gauss.embedded, gauss.simplex_t, gauss.table).on_simplex() == ([], [2, 8])
+
+
+def test_dash_count_counts_only_censored_times():
+    table = pd.DataFrame({"t* measured": ["0.5", DASH, DASH], "ratio": [DASH, "1", "2"]})
+    assert conc.dash_count(table) == "2" and conc.dash_count(table.iloc[:2]) == "one"
+    assert conc.dash_count(table.iloc[:1], table.iloc[:1]) == "none"
+
+
+def test_spaced_labels_leave_out_a_tick_label_that_would_touch_its_neighbour():
+    from fmlib.experiments.concentration_figures import spaced_labels
+
+    assert spaced_labels([2, 8, 32, 128, 512, 2048, 4096]) == ["2", "8", "32", "128", "512", "2048", ""]
+    assert spaced_labels([2, 8, 32]) == ["2", "8", "32"]

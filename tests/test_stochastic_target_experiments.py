@@ -352,3 +352,21 @@ def test_the_book_says_when_a_measured_value_falls_outside_a_law_interval():
     values = laws.values()
     assert values["gaussian_exponents_containing_half"] == "3 of 3"
     assert values["gaussian_capacity_reference"].startswith("the interval of c excludes 1")  # c = 1/sqrt(2) here
+    fit = laws.fits["gaussian", "capacity"]  # Exercise 3.1 quotes the fitted law's t* at n = 1000, d = 64 and 4096
+    for d in (64, 4096):
+        s_star = fit.c * (1000 ** (2 / d) - 1) ** fit.alpha
+        key = f"gaussian_capacity_t_n1000_d{d}"
+        assert values[key] == pytest.approx(s_star / (1 + s_star), rel=1e-9)
+        assert values[f"{key}_low"] <= values[key] <= values[f"{key}_high"]
+
+
+def test_high_d_summary_reports_the_two_d_initial_alignment():
+    def point(cosines: np.ndarray) -> st.PointMeasurement:
+        ts = np.array([0.001, 0.2, 0.5, 0.9999])
+        critical = st.CriticalTime(0.9, 0.8, 0.95, np.zeros(3), 0.95, 0.05, 0.5)
+        return st.PointMeasurement("two_moons", 2, 10, st.CosineCurves(ts=ts, cosines=cosines), critical, 1.0, 0.0, 0.0)
+
+    two_d = point(np.array([[0.95, 0.95, 0.95, 0.1], [0.95, 0.1, 0.1, 0.1], [0.95, 0.1, 0.1, 0.1], [1.0] * 4]))
+    values = st.high_d_summary(point(np.ones((4, 4))), two_d).values()
+    assert values["moons_first_fraction"] == 0.75  # F at the first time, not at t = 0.5 (0.25) or at the last (1)
+    assert values["moons_fraction_half"] == 0.25

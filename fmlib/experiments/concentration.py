@@ -55,6 +55,7 @@ from fmlib.closed_form import ClosedFormField
 from fmlib.data import make_dataset
 from fmlib.experiments.verdicts import Finding, graded, require
 from fmlib.metrics import pairwise_separation
+from fmlib.path import time_to_snr
 from fmlib.stats import binomial_limits, binomial_pvalue, bonferroni, crossing_time, standard_error
 from fmlib.theory import (
     concentration_bound,
@@ -629,6 +630,14 @@ def measure_grid(spec: ConcentrationSpec, *, progress: bool = True) -> Concentra
 # --- (a) the exact law: an identity, the run stops when it breaks --------------------------------
 
 
+def dash_count(*tables: pd.DataFrame) -> str:
+    """How many censored crossing times (:data:`DASH` in a column named ``t* ...``) the tables show, for the prose:
+    ``"none"``, ``"one"`` or the number."""
+    count = sum(int((table[column].astype(str) == DASH).sum()) for table in tables for column in table.columns
+                if str(column).startswith("t*"))
+    return {0: "none", 1: "one"}.get(count, str(count))
+
+
 def _number(value: float, spec: str = ".3g") -> str:
     """A number for a table: formatted, or a dash where it is not finite."""
     return format(float(value), spec) if np.isfinite(value) else DASH
@@ -981,6 +990,7 @@ class SlackSummary:
             "digits_t_union": self.digits["union"], "digits_t_measured": self.digits["measured"],
             "digits_t_union_text": time_text(self.digits["union"]),
             "digits_t_measured_text": time_text(self.digits["measured"]),
+            "slack_dashes": dash_count(self.simplices, self.uneven),
         }
 
 
@@ -1035,14 +1045,61 @@ def slack_summary(measured: ConcentrationGrid) -> SlackSummary:
                         at_t_star_max=max(at_star), digits=digits)
 
 
+SIMPLEX_GAP_LEVELS = (0.9, 0.5, 0.1)
+"""The probabilities at which :func:`simplex_gap` compares a measured curve with the simplex's."""
+
+SIMPLEX_GAP_TOLERANCE = 1.1
+r"""A curve against :math:`s \times` median distance *falls on* the simplex's when :func:`simplex_gap` is within
+this factor of 1 (10%: the spacing of the default time grid in :math:`\log s` is about 0.1)."""
+
+
+def simplex_gap(times: np.ndarray, p: pd.Series | np.ndarray, median: float, n: int,
+                levels: Sequence[float] = SIMPLEX_GAP_LEVELS) -> float:
+    r"""How far a measured probability curve, drawn against :math:`u = s \times` median distance, lies from
+    the exact curve of a regular simplex of the same N drawn against :math:`u = s\delta`.
+
+    At each level :math:`P` of ``levels``, the ratio :math:`u_{\text{measured}}(P) / u_{\text{simplex}}(P)` of the
+    values of u at which the falling curves reach P (:func:`_crossing` on the measured one, with
+    :math:`u = s(t)` times ``median``); returns the ratio farthest from 1 in :math:`|\log|`: above 1 when the
+    measured curve lies to the right (concentrates later). ``inf`` when a measured crossing is censored. Levels
+    at or above :math:`1 - 1/N`, the simplex's probability as :math:`s \to 0` (ties), are skipped.
+    """
+    worst = 1.0
+    for level in (level for level in levels if level < 1 - 1 / n):
+        t = _crossing(times, p, level)
+        if not math.isfinite(t):
+            return math.inf
+        ratio = float(time_to_snr(t)) * median / float(time_to_snr(_exact_time(1.0, n, level)))
+        worst = ratio if abs(math.log(ratio)) > abs(math.log(worst)) else worst
+    return worst
+
+
+def _dims_text(dims: Sequence[object]) -> str:
+    """``"2"``, ``"2 and 8"``, ``"2, 8 and 32"``, or ``"none"``."""
+    dims = [str(d) for d in dims]
+    return "none" if not dims else dims[0] if len(dims) == 1 else f"{', '.join(dims[:-1])} and {dims[-1]}"
+
+
 @dataclass(frozen=True)
 class GaussSummary:
-    """Random Gaussian data, fresh in each d and embedded from the smallest: separations and concentration times."""
+    r"""Random Gaussian data, fresh in each d and embedded from the smallest: separations and concentration times.
+
+    ``fresh`` and ``embedded`` have a column ``simplex gap`` (:func:`simplex_gap`: how far the curve against
+    :math:`s \times` median distance lies from the simplex's exact curve, as a factor in u).
+    """
 
     fresh: pd.DataFrame
     embedded: pd.DataFrame
     simplex_t: pd.Series
     table: pd.DataFrame
+
+    def on_simplex(self) -> tuple[list[int], list[int]]:
+        """The fresh d whose curve falls on the simplex's (within :data:`SIMPLEX_GAP_TOLERANCE`), and the others."""
+        gap = np.abs(np.log(self.fresh["simplex gap"].to_numpy(np.float64)))
+        close = gap <= math.log(SIMPLEX_GAP_TOLERANCE)
+        dims = self.fresh["d"].astype(int).tolist()
+        return [d for d, c in zip(dims, close, strict=True) if c], [d for d, c in zip(dims, close, strict=True)
+                                                                    if not c]
 
     def records(self) -> dict[str, Any]:
         """The numbers the prose quotes, under their glue keys."""
@@ -1056,6 +1113,12 @@ class GaussSummary:
             "embedded_t_range": float(seen.max() - seen.min()) if len(seen) else math.nan,
             "gauss_ratio_high_d": float(fresh["delta_min"].iloc[-1] / fresh["delta_median"].iloc[-1]),
             "gauss_ratio_low_d": float(fresh["delta_min"].iloc[0] / fresh["delta_median"].iloc[0]),
+            "gauss_on_simplex_dims": _dims_text(self.on_simplex()[0]),
+            "gauss_off_simplex_dims": _dims_text(self.on_simplex()[1]),
+            "gauss_gap_low_d": float(fresh["simplex gap"].iloc[0]),
+            "gauss_gap_tolerance_percent": round(100 * (SIMPLEX_GAP_TOLERANCE - 1)),
+            "gauss_gap_levels": _dims_text([f"{level:g}" for level in SIMPLEX_GAP_LEVELS]),
+            "gauss_dashes": dash_count(self.table),
         }
 
 
@@ -1073,6 +1136,7 @@ def gauss_summary(measured: ConcentrationGrid) -> GaussSummary:
                 "sqrt(2d)": math.sqrt(2 * (d if block == "gauss" else d0)),
                 "t measured": _crossing(spec.times, part["p"], spec.level),
                 "t bound": float(concentration_time(part["delta_min"].iloc[0], spec.n_gauss, level=spec.level)),
+                "simplex gap": simplex_gap(spec.times, part["p"], float(part["delta_median"].iloc[0]), spec.n_gauss),
             })
         frames[block] = pd.DataFrame(rows)
     table = pd.concat([frames["gauss"].assign(data="fresh N(0, I_d)"),
@@ -1081,6 +1145,7 @@ def gauss_summary(measured: ConcentrationGrid) -> GaussSummary:
         "data": table["data"], "d": table["d"], "smallest distance δ": table["delta_min"].map(_number),
         "median distance": table["delta_median"].map(_number), "√(2d)": table["sqrt(2d)"].map(_number),
         "t* measured": table["t measured"].map(time_text), "t* of the bound": table["t bound"].map(time_text),
+        "off the simplex curve (×)": table["simplex gap"].map(_number),
     })
     sweep = measured.block("d")
     simplex_t = pd.Series({d: _crossing(spec.times, sweep[sweep["d"] == d]["p"], spec.level)

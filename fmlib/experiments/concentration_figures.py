@@ -14,6 +14,7 @@ The Monte Carlo, the checks, the verdict rule and the summaries the figures take
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -48,6 +49,7 @@ __all__ = [
     "figure_law",
     "figure_slack",
     "figure_vs_t",
+    "spaced_labels",
 ]
 
 
@@ -187,6 +189,17 @@ def figure_heat(measured: ConcentrationGrid, plane: PlaneSummary) -> Figure:
     return fig
 
 
+def spaced_labels(ticks: Sequence[float], min_ratio: float = 3.0) -> list[str]:
+    """Labels of the ticks of a log axis, left empty where a tick is within ``min_ratio`` of the last labelled one
+    (2048 and 4096 side by side would print as one number)."""
+    labels, last = [], -math.inf
+    for tick in ticks:
+        keep = math.log(tick) - last >= math.log(min_ratio)
+        labels.append(f"{tick:g}" if keep else "")
+        last = math.log(tick) if keep else last
+    return labels
+
+
 def figure_gauss(measured: ConcentrationGrid, gauss: GaussSummary) -> Figure:
     """Gaussian data: separations against d, concentration times against d, and the probability against s delta."""
     spec, fresh, embedded = measured.spec, gauss.fresh, gauss.embedded
@@ -214,7 +227,7 @@ def figure_gauss(measured: ConcentrationGrid, gauss: GaussSummary) -> Figure:
     axes[1].set(xlabel="d", ylabel=f"concentration time (level {spec.level:g})", ylim=(0, 1.02),
                 title="from when P[not largest] < level")
     for ax, ticks in zip(axes, (spec.gauss_dims, sorted({*spec.gauss_dims, *spec.dims})), strict=True):
-        ax.set_xticks(ticks, [str(d) for d in ticks])
+        ax.set_xticks(ticks, spaced_labels(ticks))
         ax.minorticks_off()
         legend_below(ax, ncol=2, fontsize=9)
     ax = bottom.subplots()
@@ -226,8 +239,8 @@ def figure_gauss(measured: ConcentrationGrid, gauss: GaussSummary) -> Figure:
         ax.semilogx(part["s"] * part["delta_median"], part["p"], "o-", ms=3, lw=0.8, color=color, label=f"d = {d}")
     ax.semilogx(u_line, simplex_outweigh_probability(u_line / (1 + u_line), 1.0, spec.n_gauss), "k--", lw=1,
                 label=f"exact, simplex of N = {spec.n_gauss}")
-    ax.set(xlabel="$s \\times$ median distance", ylabel="P[some point outweighs $y_k$]",
-           title="fresh Gaussian data against $s\\,\\delta$")
+    ax.set(xlabel="$s \\times$ median distance (simplex: $s\\,\\delta$)", ylabel="P[some point outweighs $y_k$]",
+           title="fresh Gaussian data against $s$ times their median distance")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig
 

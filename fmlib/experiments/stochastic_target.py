@@ -937,6 +937,7 @@ class HighD:
         first_fraction: F at the first time of the grid; initial: :func:`initial_alignment`.
         variance: per-coordinate variance of its training set.
         two_d_t_star, two_d_n, two_d_fraction_half: :math:`t^*`, n and F at t = 0.5 of the 2-D data.
+        two_d_first_fraction: F of the 2-D data at the first time of the grid (its initial alignment).
     """
 
     data: str
@@ -952,6 +953,7 @@ class HighD:
     two_d_t_star: float
     two_d_n: int
     two_d_fraction_half: float
+    two_d_first_fraction: float = math.nan
 
     def values(self) -> dict[str, float]:
         """Numbers for the prose (``proxy_*`` for the high-dimensional set, ``moons_*`` for 2-D)."""
@@ -959,7 +961,7 @@ class HighD:
                 "proxy_t_star_low": self.low, "proxy_t_star_high": self.high, "proxy_t90": self.t90,
                 "proxy_initial": self.initial, "proxy_first_fraction": self.first_fraction,
                 "proxy_sigma": math.sqrt(self.variance), "moons_t_star": self.two_d_t_star,
-                "moons_fraction_half": self.two_d_fraction_half}
+                "moons_fraction_half": self.two_d_fraction_half, "moons_first_fraction": self.two_d_first_fraction}
 
 
 def fraction_at(point: PointMeasurement, t: float, threshold: float = 0.9) -> float:
@@ -977,6 +979,7 @@ def high_d_summary(high_d: PointMeasurement, two_d: PointMeasurement, threshold:
         t90=crossing_time(high_d.curves.ts, fraction, 0.9), first_fraction=float(fraction[0]),
         initial=high_d.initial_alignment, variance=high_d.variance, two_d_t_star=two_d.critical.t_star,
         two_d_n=two_d.n, two_d_fraction_half=fraction_at(two_d, 0.5, threshold),
+        two_d_first_fraction=float(two_d.fraction_above(threshold)[0]),
     )
 
 
@@ -1158,6 +1161,9 @@ def training_set_spread(
 CIFAR_N, CIFAR_D = 50_000, 3072
 """CIFAR-10's training-set size and dimension, where the fitted laws are evaluated."""
 
+EXERCISE_POINTS = ((1000, 64), (1000, 4096))
+"""(n, d) of Exercise 3.1, where :meth:`LawFits.values` gives the fitted Gaussian capacity law's t*."""
+
 COLLAPSE_EXPONENT = 0.5
 r"""The exponent of the collapse law :math:`s^* \propto \sqrt{\log(n)/d}` (Biroli et al., moved to our path)."""
 
@@ -1237,6 +1243,10 @@ class LawFits:
             inside = sum(lo <= COLLAPSE_EXPONENT <= hi for lo, hi in intervals)
             out[f"{family}_exponents_containing_half"] = f"{inside} of {len(intervals)}"
             cap = self.fits.get((family, "capacity"))
+            for n_ex, d_ex in EXERCISE_POINTS:
+                t, low, high = cap.predict(n_ex, d_ex) if cap else (math.nan,) * 3
+                key = f"{family}_capacity_t_n{n_ex}_d{d_ex}"
+                out |= {key: t, f"{key}_low": low, f"{key}_high": high}
             out[f"{family}_capacity_reference"] = "no fit" if cap is None else (
                 f"the interval of c {'contains' if cap.c_interval[0] <= 1 <= cap.c_interval[1] else 'excludes'} 1, "
                 f"that of alpha {'contains' if cap.alpha_interval[0] <= 0.5 <= cap.alpha_interval[1] else 'excludes'}"

@@ -29,7 +29,7 @@ from fmlib.experiments.stochastic_target import (
 from fmlib.path import time_to_snr
 from fmlib.plots import legend_outside
 
-__all__ = ["fraction_figure", "histogram_figure", "laws_figure", "losses_figure"]
+__all__ = ["fraction_figure", "histogram_figure", "laws_figure", "losses_figure", "readable_log_axis"]
 
 
 def _logit_time_axis(ax: object, ticks: Sequence[float] = (0.001, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999)) -> None:
@@ -41,20 +41,44 @@ def _logit_time_axis(ax: object, ticks: Sequence[float] = (0.001, 0.01, 0.1, 0.5
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+HISTOGRAM_BINS = np.linspace(-1.0, 1.0, 41)
+"""Bin edges of :func:`histogram_figure`: 40 bins of width 0.05 over [-1, 1]."""
+
+
+def readable_log_axis(axis: object) -> None:
+    """Label a log axis that spans too few decades to show two powers of ten.
+
+    Below one decade the ticks are 1, 1.5, 2, 3, 5 and 7 times the powers of ten, below two decades 1, 2 and 5 times,
+    all labelled in plain numbers; minor tick labels are hidden (on a short log axis they overlap).
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    low, high = axis.get_view_interval()
+    decades = math.log10(high / low) if 0 < low < high else math.inf
+    if decades < 2:
+        subs = (1, 1.5, 2, 3, 5, 7) if decades < 1 else (1, 2, 5)
+        axis.set_major_locator(LogLocator(base=10, subs=subs))
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def histogram_figure(panels: dict[str, PointMeasurement], times: Sequence[float], threshold: float = 0.9) -> Figure:
-    """Histograms of the cosines (rows: data sets, columns: times), as fractions of the pairs."""
+    """Histograms of the cosines (rows: data sets, columns: times), as fractions of the pairs.
+
+    The cosines are clipped to [-1, 1] first: computed in float32, an aligned pair's cosine can round to
+    just above 1 and would fall outside the last bin, so that a panel's bars would no longer add up to 1.
+    """
     import matplotlib.pyplot as plt
 
     rows, cols = len(panels), len(times)
     fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols + 1.2, 2.4 * rows + 0.6), sharex=True, sharey="row",
                              squeeze=False, layout="constrained")
-    bins = np.linspace(-1, 1, 41)
     for row, (label, point) in enumerate(panels.items()):
         for col, t in enumerate(times):
             k = int(np.argmin(np.abs(point.curves.ts - t)))
-            cos = point.curves.cosines[k]
+            cos = np.clip(point.curves.cosines[k], -1.0, 1.0)
             ax = axes[row, col]
-            ax.hist(cos, bins=bins, weights=np.full(cos.size, 1.0 / cos.size), color=f"C{row}")
+            ax.hist(cos, bins=HISTOGRAM_BINS, weights=np.full(cos.size, 1.0 / cos.size), color=f"C{row}")
             ax.axvline(threshold, color="gray", ls="--", lw=1)
             ax.set_xticks([-1, 0, 1])
             if row == 0:
@@ -91,7 +115,6 @@ def fraction_figure(grid: Grid, families: Sequence[str], n: int, *, level: float
 def laws_figure(grid: Grid, laws: LawFits) -> Figure:
     """Per family: s* against log(n)/d with intervals and the fitted laws, and below it the residuals."""
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
 
     families = [f for f in laws.families if not grid.of(f).empty]
     cols = 2 if len(families) > 1 else 1
@@ -125,8 +148,8 @@ def laws_figure(grid: Grid, laws: LawFits) -> Figure:
         ax.set(xscale="log", yscale="log", ylabel="s* = t* / (1 - t*)")
         rax.axhline(0, color="gray", lw=0.8)
         rax.set(xlabel="log(n) / d", ylabel="residual in log s*")
-        for axis in (ax.xaxis, ax.yaxis, rax.xaxis):
-            axis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis overlap
+        for axis in (ax.xaxis, ax.yaxis):
+            readable_log_axis(axis)  # the residual panel shares the x axis
     handles = [plt.Line2D([], [], color="k", ls=styles[law][0], label=f"{law} law (top)") for law in LAWS]
     handles += [plt.Line2D([], [], color=styles[law][2], marker=styles[law][1], ls="none",
                            label=f"{law} residuals (bottom)") for law in LAWS]
@@ -150,7 +173,7 @@ def losses_figure(ratios: LossRatios) -> Figure:
         _logit_time_axis(ax, (0.01, 0.1, 0.5, 0.9, 0.99))
         ax.set(xlabel="t (logit scale)", ylabel="R(t)", ylim=(-0.02, 1.02),
                title=f"{family.replace('_', ' ')}, n = {rs[0].n}")
-        legend_outside(ax, loc="lower", fontsize=8, frameon=False)
+        legend_outside(ax, loc="lower", fontsize=11, frameon=False)
     ax = axes[0, -1]
     for i, family in enumerate(families):
         rs = ratios.of(family)
@@ -158,5 +181,5 @@ def losses_figure(ratios: LossRatios) -> Figure:
                     color=f"C{i}", ms=4, label=family.replace("_", " "))
     ax.axhline(LOSS_RATIO_SMALL, color="gray", ls="--", lw=0.8)
     ax.set(xscale="log", xlabel="d", ylabel="R, t ~ U(0, 1)", title="over t, against d")
-    legend_outside(ax, loc="lower", fontsize=8, frameon=False)
+    legend_outside(ax, loc="lower", fontsize=11, frameon=False)
     return fig
