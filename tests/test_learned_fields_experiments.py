@@ -155,6 +155,32 @@ def test_capacity_rule_gives_each_verdict() -> None:
     assert lf.capacity_rule(_capacity([0.9, 0.4, 0.0], PEAKED, norm_factor=1.0)).verdict is Verdict.PARTLY
 
 
+def test_capacity_rule_a_grid_that_does_not_bracket_the_transition() -> None:
+    # the default run's pattern: already below 1/2 at the smallest n; the transition lies below the grid
+    below = lf.capacity_rule(_capacity([0.43, 0.05, 0.0], PEAKED))
+    assert "not bracketed: below 1/2 already at n = 10, the smallest n" in below.number
+    assert below.verdict is Verdict.PARTLY  # (b) and (c) only: never reproduced without a seen transition
+    assert "bracketed by the grid" in below.rule
+    above = lf.capacity_rule(_capacity([0.9, 0.6, 0.3], FLAT))
+    assert "not bracketed: still 0.30 > 0.1 at n = 1000, the largest n" in above.number
+    assert above.verdict is Verdict.NOT_REPRODUCED
+    assert lf.describe_bracket([10, 20], [0.2, 0.4]).count("n = ") == 2  # both ends missing
+    with pytest.raises(ValueError, match="one length"):
+        lf.describe_bracket([10, 20], [0.2])
+
+
+def test_capacity_rule_mutation_a_crossing_at_the_first_n_counted_as_a_transition() -> None:
+    """Mutation: reading 'the copy fraction falls below 1/2 somewhere' would pass the unbracketed grid."""
+    unbracketed = _capacity([0.43, 0.05, 0.0], PEAKED)
+    assert lf.capacity_rule(unbracketed).verdict is Verdict.PARTLY
+    # the same grid with one more copying point below it: now bracketed, all three features, reproduced
+    bracketed = _capacity([0.9, 0.43, 0.0], PEAKED)
+    assert lf.capacity_rule(bracketed).verdict is Verdict.REPRODUCED
+    shifted = dataclasses.replace(unbracketed, outcomes=[dataclasses.replace(o, copy_fraction=0.5 + o.copy_fraction)
+                                                         if i == 0 else o for i, o in enumerate(unbracketed.outcomes)])
+    assert lf.capacity_rule(shifted).verdict is Verdict.REPRODUCED  # the bracket is what the verdict reads
+
+
 def _hybrid(copies, d=64, name="x") -> lf.HybridCurve:
     taus = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     copies = np.array(copies, dtype=float)

@@ -75,6 +75,7 @@ __all__ = [
     "capacity_sweep",
     "check_plan",
     "compare_losses",
+    "describe_bracket",
     "describe_crossing",
     "efm_enumeration",
     "efm_fid_rule",
@@ -768,11 +769,34 @@ def _late_rise(ts: np.ndarray, error: np.ndarray) -> bool:
     return bool(ts[-1] >= 0.85 and middle.size and error[-1] >= 1.5 * middle.min())
 
 
+def describe_bracket(sizes: Sequence[int], copies: Sequence[float]) -> str:
+    """Whether the copy fractions against increasing n bracket the transition (>= 1/2 first, <= 0.1 last), in words.
+
+    ``"bracketed: first n below 1/2: 30"``, or which end of the grid misses it: ``"not bracketed: below 1/2
+    already at n = 10, the smallest n"`` (the transition lies below the grid), ``"not bracketed: still 0.40
+    at n = 1000, the largest n"`` (above it), or both.
+    """
+    if len(sizes) != len(copies) or not sizes:
+        raise ValueError(f"sizes and copies must be non-empty and of one length, got {len(sizes)} and {len(copies)}")
+    missing = []
+    if copies[0] < 0.5:
+        missing.append(f"below 1/2 already at n = {sizes[0]}, the smallest n")
+    if copies[-1] > 0.1:
+        missing.append(f"still {copies[-1]:.2f} > 0.1 at n = {sizes[-1]}, the largest n")
+    if missing:
+        return "not bracketed: " + "; ".join(missing)
+    first = next(n for n, c in zip(sizes, copies, strict=True) if c < 0.5)
+    return f"bracketed: first n below 1/2: {first}"
+
+
 def capacity_rule(capacity: Capacity) -> Finding:
     r"""Verdict on ``capacity``: copying stops as n grows, and the error to u* is largest near t ~ 0.2 and t ~ 0.9.
 
-    Three features, fixed before the run: (a) a transition: copy fraction >= 0.5 at the smallest n
-    and <= 0.1 at the largest; (b) an interior local maximum of the error of the largest-n model at
+    Three features, fixed before the run: (a) a transition *bracketed by the grid*: copy fraction
+    >= 0.5 at the smallest n and <= 0.1 at the largest. A grid whose smallest n already copies less
+    than half (the transition lies below it) or whose largest n still copies more than 0.1 (above
+    it) shows no transition, and (a) does not count; the number says which end is missing
+    (:func:`describe_bracket`). (b) an interior local maximum of the error of the largest-n model at
     t in [0.1, 0.4]; (c) its error at the last time (>= 0.85) at least 1.5 times its minimum on
     [0.4, 0.8]. REPRODUCED with all three, PARTLY with one or two, NOT_REPRODUCED with none. The
     paper's transition at about 3,000 images is for CIFAR-10 and a 34M U-Net: our n is reported,
@@ -785,23 +809,25 @@ def capacity_rule(capacity: Capacity) -> Finding:
     """
     copies = [o.copy_fraction for o in capacity.outcomes]
     transition = copies[0] >= 0.5 and copies[-1] <= 0.1
+    bracket = describe_bracket(capacity.sizes, copies)
     error = capacity.error[-1]
     relative = float(np.mean(error / capacity.optimal_norm[-1]))
     learned = relative < 1.0
     peak = learned and _early_peak(capacity.ts, error)
     rise = learned and _late_rise(capacity.ts, error)
-    stops = next((n for n, c in zip(capacity.sizes, copies, strict=True) if c < 0.5), None)
     argmax = float(capacity.ts[int(np.argmax(error[capacity.ts <= 0.5]))]) if np.any(capacity.ts <= 0.5) else math.nan
     number = (
         f"copy fraction {copies[0]:.2f} at n = {capacity.sizes[0]} to {copies[-1]:.2f} at n = {capacity.sizes[-1]} "
-        f"(first n below 1/2: {stops}); error to u* of the n = {capacity.sizes[-1]} model: largest on t <= 0.5 at "
+        f"({bracket}); error to u* of the n = {capacity.sizes[-1]} model: largest on t <= 0.5 at "
         f"t = {argmax:.2f}, early peak in [0.1, 0.4]: {'yes' if peak else 'no'}, rise toward t = 1: "
         f"{'yes' if rise else 'no'}; its error over E||u*||^2, mean over t: {relative:.2f}"
         + ("" if learned else " (no better than the zero field: the error's shape is not read)")
         + f" ({capacity.steps} steps, width {capacity.net_options.get('width')})"
     )
     rule = (
-        "three features: copy fraction >= 0.5 at the smallest n and <= 0.1 at the largest; a local maximum of the "
+        "three features: a transition bracketed by the grid, copy fraction >= 0.5 at the smallest n and <= 0.1 at "
+        "the largest (a grid already below 1/2 at its smallest n, or above 0.1 at its largest, shows no transition and "
+        "the feature does not count); a local maximum of the "
         "error at t in [0.1, 0.4]; error at the last t >= 1.5 x its minimum on [0.4, 0.8] (the last two only if that "
         "model's error, mean over t, is below E||u*||^2, the zero field's); reproduced with all three, partly with "
         "one or two, not reproduced with none"
