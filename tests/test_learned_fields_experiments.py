@@ -97,7 +97,11 @@ def _comparison(values, metric="MMD") -> lf.LossComparison:
 
 def test_efm_fid_rule_gives_each_verdict() -> None:
     assert lf.efm_fid_rule(_comparison([1.0, 0.95, 1.02], metric="FID")).verdict is Verdict.REPRODUCED
-    assert lf.efm_fid_rule(_comparison([1.0, 0.95, 1.02])).verdict is Verdict.PARTLY  # MMD stands in
+    stand_in = lf.efm_fid_rule(_comparison([1.0, 0.95, 1.02]))
+    assert stand_in.verdict is Verdict.PARTLY  # MMD stands in: equal or better for every M, still only partly
+    assert "for 2 of 2 M > 1" in stand_in.number and "caps the verdict at partly" in stand_in.number
+    assert "with MMD standing in for FID the verdict is at most partly" in stand_in.rule
+    assert "caps" not in lf.efm_fid_rule(_comparison([1.0, 0.95, 1.02], metric="FID")).number
     assert lf.efm_fid_rule(_comparison([1.0, 0.95, 1.5], metric="FID")).verdict is Verdict.PARTLY  # one M only
     assert lf.efm_fid_rule(_comparison([1.0, 1.3, 1.5], metric="FID")).verdict is Verdict.NOT_REPRODUCED
     with pytest.raises(ValueError, match="M = 1"):

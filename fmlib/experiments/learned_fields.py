@@ -658,12 +658,15 @@ def efm_fid_rule(comparison: LossComparison) -> Finding:
         f"{base.metric} to held-out data (lower is better), n = {comparison.n}: CFM {base.value:.4g} +- "
         f"{base.value_se:.2g}; " + "; ".join(parts) + floor
         + ("" if valid else " (CFM does not beat the noises it starts from: the comparison is void)")
-        + ("" if with_fid else " (MMD stands in for FID: no Inception)")
+        + f"; EFM equal or better for {sum(verdicts)} of {len(verdicts)} M > 1"
+        + ("" if with_fid else "; the metric is MMD standing in for FID (no Inception features), which caps the "
+           "verdict at partly")
     )
     rule = (
         "valid only if CFM's metric is below the starting noises' by 2 s.e. of the difference; EFM counts as equal or "
-        "better when its metric is at most CFM's + 2 s.e. of the difference; reproduced if so for every M > 1 with "
-        "FID; partly if for every M with MMD, or for some M; not reproduced if for none or invalid"
+        "better when its metric is at most CFM's + 2 s.e. of the difference; reproduced only with FID, the claim's own "
+        "measure, and EFM equal or better for every M > 1; with MMD standing in for FID the verdict is at most partly "
+        "(partly if equal or better for every M); partly also if for some M only; not reproduced if for none or invalid"
     )
     return Finding("efm-fid", graded(every and with_fid, some), number, rule)
 
