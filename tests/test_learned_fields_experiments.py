@@ -207,6 +207,43 @@ def test_hybrid_tau_rule_gives_each_verdict() -> None:
     assert "by tau = 0.3: no, by tau = 0.5: no" in lf.hybrid_tau_rule([late]).number
 
 
+def test_hybrid_tau_rule_the_network_alone_must_beat_the_noises() -> None:
+    early = _hybrid([0.0, 0.3, 0.9, 1.0, 1.0, 1.0])  # reproduced without a floor (see above)
+    learned = dataclasses.replace(early, network=_outcome(0.01), noise=_outcome(0.5))
+    finding = lf.hybrid_tau_rule([learned])
+    assert finding.verdict is Verdict.REPRODUCED and "the noises themselves 0.5" in finding.number
+    assert "beats the starting noises" in finding.rule
+    # contrary data: the same copies from a network whose samples are no closer to the data than its noises
+    unlearned = dataclasses.replace(early, network=_outcome(0.49), noise=_outcome(0.5))
+    void = lf.hybrid_tau_rule([unlearned])
+    assert void.verdict is Verdict.NOT_REPRODUCED and "does not beat the noises it starts from" in void.number
+    assert "transition tau void" in void.number and "no transition can be read" in lf.hybrid_summary([unlearned])
+    # a lower-d set failing the floor is reported as such; the verdict still reads the highest d
+    both = lf.hybrid_tau_rule([unlearned, dataclasses.replace(learned, d=192, name="y")])
+    assert both.verdict is Verdict.REPRODUCED and "x (d = 64, n = 100): transition tau void" in both.number
+
+
+def test_hybrid_floor_mutation_a_network_that_never_trained(split, tmp_path, monkeypatch) -> None:
+    """Mutation: an optimiser that never steps leaves a network no closer to the data than its noises: void."""
+    x0 = lf.noises(32, split.d, 1)
+
+    def curve(store: str) -> lf.HybridCurve:
+        recipe = lf.TrainingRecipe(net_options={"width": 32, "depth": 2}, steps=300, store=store, device="cpu",
+                                   progress=False)
+        model = recipe.train(split, 30)
+        return lf.hybrid_sweep(model, lf.training_rows(split, 30), split.held_out, x0, taus=[0.0, 0.5, 1.0],
+                               steps=10, name="digits")
+
+    clean = curve(str(tmp_path / "clean"))
+    assert lf.beats_noise(clean.network, clean.noise)
+    assert "does not beat" not in lf.hybrid_tau_rule([clean]).number
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *args, **kwargs: None)
+    untrained = curve(str(tmp_path / "untrained"))
+    assert not lf.beats_noise(untrained.network, untrained.noise)
+    finding = lf.hybrid_tau_rule([untrained])
+    assert finding.verdict is Verdict.NOT_REPRODUCED and "does not beat the noises it starts from" in finding.number
+
+
 def test_describe_crossing() -> None:
     assert lf.describe_crossing(0.914) == "0.91"
     assert lf.describe_crossing(float("inf")) == "beyond the last tau below 1"
