@@ -501,3 +501,25 @@ def test_recipe_errors(split, recipe) -> None:
         recipe.train(split, 900, half=1)
     with pytest.raises(ValueError, match="half"):
         recipe.train(split, 10, half=2)
+
+
+def test_figures_label_both_quantities_and_keep_legends_off_the_data() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fmlib.experiments import learned_fields_figures as lff
+
+    capacity = _capacity([0.43, 0.05, 0.0], PEAKED)
+    fig = lff.figure_capacity(capacity)
+    left, right = fig.axes
+    assert "copy fraction" in left.get_ylabel() and "distance ratio" in left.get_ylabel()
+    fig.canvas.draw()
+    assert not [t for t in right.yaxis.get_minorticklabels() if t.get_text()]  # no crowded minor labels
+    plt.close(fig)
+    fig = lff.figure_hybrid([_hybrid([0.0, 0.3, 0.9, 1.0, 1.0, 1.0])])
+    assert "dotted" not in fig.axes[0].get_xlabel()  # the legend explains the line styles, not the x-label
+    legend = fig.axes[1].get_legend()
+    assert legend is not None and legend.get_bbox_to_anchor().x0 >= fig.axes[1].bbox.x1  # beside the axes
+    plt.close(fig)
