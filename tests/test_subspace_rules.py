@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -75,3 +76,49 @@ def test_relative_error_of_a_perfect_student_and_mutation_a_student_that_learned
     zero = teacher_student(_Teacher(a), _Linear(torch.zeros_like(a)), x0, time_grid(20), lipschitz)
     assert abs(zero.relative_error() - 1.0) < 1e-12  # the zero field's error is the teacher's speed
     assert "1.00 x the teacher's speed" in teacher_student_rule(zero).number
+
+
+def test_projection_onto_the_span_and_the_table_of_distances():
+    from fmlib.experiments.subspace import generalisation_table, make_setup, project_onto_span
+
+    setup = make_setup("subspace", 64, 32, d=16, k=2, seed=0)
+    inside = setup.held_out[:16]
+    assert torch.allclose(project_onto_span(inside, setup.basis), inside, atol=1e-12)  # already in the span
+    generator = torch.Generator().manual_seed(3)
+    off = inside + 2.0 * torch.randn(inside.shape, generator=generator, dtype=torch.float64)
+    projected = project_onto_span(off, setup.basis)
+    residual = projected - projected @ setup.basis @ setup.basis.T
+    assert float(residual.abs().max()) < 1e-12
+    table, found = generalisation_table({"as sampled": off, "projected": projected, "held-out points (one half)":
+                                         setup.held_out[:16]}, setup)
+    assert list(table["samples"]) == ["as sampled", "projected", "held-out points (one half)"]
+    # the off-span part is what makes samples look far: projected, they are much nearer the training points
+    assert found["as sampled"].distances.ratio > 2 * found["projected"].distances.ratio
+    with pytest.raises(ValueError, match="samples must be"):
+        project_onto_span(off[:, :8], setup.basis)
+
+
+def test_zero_field_floor_contrary_data():
+    tight = _result([3.0, 5.0], [3.0, 5.0])
+    assert teacher_student_rule(tight).verdict is Verdict.REPRODUCED
+    # the same tight bound for a student whose error equals the teacher's speed: void
+    unlearned = dataclasses.replace(tight, error=np.array([4.0, 4.0, 0.0]))
+    void = teacher_student_rule(unlearned)
+    assert void.verdict is Verdict.NOT_REPRODUCED and "does not beat the zero field" in void.number
+    assert "void (not reproduced) if the student does not beat the zero field" in void.rule
+    loose = dataclasses.replace(unlearned, bound_certified=np.array([80.0, 90.0]), bound_estimated=np.array([3.0, 5.0]))
+    assert teacher_student_rule(loose).verdict is Verdict.NOT_REPRODUCED  # void: no partly either
+
+
+def test_zero_field_floor_mutation_a_student_that_never_trained():
+    """Mutation: a student frozen at zero has a tight bound (small L) but imitates nothing: not reproduced."""
+    generator = torch.Generator().manual_seed(4)
+    a = 0.1 * torch.randn(4, 4, generator=generator, dtype=torch.float64)
+    x0 = torch.randn(16, 4, generator=generator, dtype=torch.float64)
+    lipschitz = float(torch.linalg.matrix_norm(a, 2))
+    near = teacher_student(_Teacher(a), _Linear(a + 0.01), x0, time_grid(20), lipschitz)
+    assert near.relative_error() < 1.0 and teacher_student_rule(near).verdict is Verdict.REPRODUCED
+    frozen = teacher_student(_Teacher(a), _Linear(torch.zeros_like(a)), x0, time_grid(20), lipschitz)
+    slack = np.median(frozen.bound_certified / frozen.distance)
+    assert slack <= 10.0  # the bound alone would call it informative
+    assert teacher_student_rule(frozen).verdict is Verdict.NOT_REPRODUCED
