@@ -105,6 +105,7 @@ def test_zero_field_floor_contrary_data():
     unlearned = dataclasses.replace(tight, error=np.array([4.0, 4.0, 0.0]))
     void = teacher_student_rule(unlearned)
     assert void.verdict is Verdict.NOT_REPRODUCED and "does not beat the zero field" in void.number
+    assert "(<= 10: informative)" in void.number  # the bound's own slack is still stated as it is
     assert "void (not reproduced) if the student does not beat the zero field" in void.rule
     loose = dataclasses.replace(unlearned, bound_certified=np.array([80.0, 90.0]), bound_estimated=np.array([3.0, 5.0]))
     assert teacher_student_rule(loose).verdict is Verdict.NOT_REPRODUCED  # void: no partly either

@@ -368,14 +368,14 @@ def teacher_student_rule(result: TeacherStudent, *, informative: float = 10.0, r
     held_est = float(np.mean(result.distance <= result.bound_estimated * (1 + rtol) + rtol))
     relative = result.relative_error()
     valid = math.isnan(relative) or relative < 1.0
-    tight = valid and slack <= informative
+    tight = slack <= informative
     learned = "" if math.isnan(relative) else (
         f"; the student's error along the teacher's path is {relative:.2f} x the teacher's speed (median over t; "
         "0: learned, 1: no better than the zero field)"
         + ("" if valid else " (the student does not beat the zero field: the test is void)"))
     return Finding(
         "teacher-student-bound",
-        graded(tight, valid and held_est >= 0.95 and slack_est <= informative),
+        graded(valid and tight, valid and held_est >= 0.95 and slack_est <= informative),
         f"certified L = {result.lipschitz_certified:.3g}: the bound holds on all {result.distance.size} trajectories "
         f"(required: a theorem), median bound / distance {slack:.3g} "
         f"({'<=' if tight else '>'} {informative:g}: {'informative' if tight else 'too loose to inform'}); "
