@@ -15,7 +15,10 @@ and the verdict rules of its claims (Bertrand et al., arXiv 2506.03719; ``shared
   size n at a fixed network, and the error :math:`E\|u_\theta - u^*\|^2` against t;
 - ``hybrid-tau`` (:func:`hybrid_sweep`, :func:`hybrid_tau_rule`): follow :math:`u^*` on
   :math:`[0, \tau]`, then the network; copying against :math:`\tau`, compared with the time at
-  which the largest posterior weight along :math:`u^*`'s own trajectories crosses 1/2.
+  which the largest posterior weight along :math:`u^*`'s own trajectories crosses 1/2; read only
+  when the network alone beats its starting noises (:func:`beats_noise`, the floor of ``efm-fid``).
+
+The figures are drawn by :mod:`fmlib.experiments.learned_fields_figures`.
 
 Trained models are stored by :func:`fmlib.train.train_or_load` under
 ``$FMLIB_RESULTS/checkpoints`` (``data/results/checkpoints`` by default), keyed by their training
