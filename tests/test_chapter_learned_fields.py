@@ -19,9 +19,12 @@ def test_chapter_runs_with_tiny_parameters(quick_run):
     claims = findings(run, {"efm-unbiased", "efm-fid", "capacity", "hybrid-tau"})
     assert results["enum_bias"] < 1e-9 < 0.1 < results["enum_bias_uniform"]
     assert results["enum_variance"] < results["enum_cfm_variance"]
-    assert "MMD stands in for FID" in claims["efm-fid"]["number"]
+    assert "MMD standing in for FID" in claims["efm-fid"]["number"]
     assert claims["efm-fid"]["verdict"] != "reproduced", "without FID features the claim can only partly reproduce"
     assert results["hybrid_tau"] != "not measured" and "largest weight along u*" in results["hybrid_summary"]
+    assert "bracketed" in claims["capacity"]["number"] and "bracketed" in results["capacity_bracket"]
+    assert "the noises themselves" in claims["hybrid-tau"]["number"]  # the floor of the hybrid test is measured
+    assert results["hybrid_noise_ratio"] > 0 and results["hybrid_alone_ratio"] > 0
 
     efm = pd.read_csv(run.path / "tables" / "table_efm_cfm.csv")
     assert list(efm["loss"]) == ["CFM", "EFM, M = 4"]

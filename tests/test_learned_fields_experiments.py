@@ -97,7 +97,11 @@ def _comparison(values, metric="MMD") -> lf.LossComparison:
 
 def test_efm_fid_rule_gives_each_verdict() -> None:
     assert lf.efm_fid_rule(_comparison([1.0, 0.95, 1.02], metric="FID")).verdict is Verdict.REPRODUCED
-    assert lf.efm_fid_rule(_comparison([1.0, 0.95, 1.02])).verdict is Verdict.PARTLY  # MMD stands in
+    stand_in = lf.efm_fid_rule(_comparison([1.0, 0.95, 1.02]))
+    assert stand_in.verdict is Verdict.PARTLY  # MMD stands in: equal or better for every M, still only partly
+    assert "for 2 of 2 M > 1" in stand_in.number and "caps the verdict at partly" in stand_in.number
+    assert "with MMD standing in for FID the verdict is at most partly" in stand_in.rule
+    assert "caps" not in lf.efm_fid_rule(_comparison([1.0, 0.95, 1.02], metric="FID")).number
     assert lf.efm_fid_rule(_comparison([1.0, 0.95, 1.5], metric="FID")).verdict is Verdict.PARTLY  # one M only
     assert lf.efm_fid_rule(_comparison([1.0, 1.3, 1.5], metric="FID")).verdict is Verdict.NOT_REPRODUCED
     with pytest.raises(ValueError, match="M = 1"):
@@ -155,6 +159,32 @@ def test_capacity_rule_gives_each_verdict() -> None:
     assert lf.capacity_rule(_capacity([0.9, 0.4, 0.0], PEAKED, norm_factor=1.0)).verdict is Verdict.PARTLY
 
 
+def test_capacity_rule_a_grid_that_does_not_bracket_the_transition() -> None:
+    # the default run's pattern: already below 1/2 at the smallest n; the transition lies below the grid
+    below = lf.capacity_rule(_capacity([0.43, 0.05, 0.0], PEAKED))
+    assert "not bracketed: below 1/2 already at n = 10, the smallest n" in below.number
+    assert below.verdict is Verdict.PARTLY  # (b) and (c) only: never reproduced without a seen transition
+    assert "bracketed by the grid" in below.rule
+    above = lf.capacity_rule(_capacity([0.9, 0.6, 0.3], FLAT))
+    assert "not bracketed: still 0.30 > 0.1 at n = 1000, the largest n" in above.number
+    assert above.verdict is Verdict.NOT_REPRODUCED
+    assert lf.describe_bracket([10, 20], [0.2, 0.4]).count("n = ") == 2  # both ends missing
+    with pytest.raises(ValueError, match="one length"):
+        lf.describe_bracket([10, 20], [0.2])
+
+
+def test_capacity_rule_mutation_a_crossing_at_the_first_n_counted_as_a_transition() -> None:
+    """Mutation: reading 'the copy fraction falls below 1/2 somewhere' would pass the unbracketed grid."""
+    unbracketed = _capacity([0.43, 0.05, 0.0], PEAKED)
+    assert lf.capacity_rule(unbracketed).verdict is Verdict.PARTLY
+    # the same grid with one more copying point below it: now bracketed, all three features, reproduced
+    bracketed = _capacity([0.9, 0.43, 0.0], PEAKED)
+    assert lf.capacity_rule(bracketed).verdict is Verdict.REPRODUCED
+    shifted = dataclasses.replace(unbracketed, outcomes=[dataclasses.replace(o, copy_fraction=0.5 + o.copy_fraction)
+                                                         if i == 0 else o for i, o in enumerate(unbracketed.outcomes)])
+    assert lf.capacity_rule(shifted).verdict is Verdict.REPRODUCED  # the bracket is what the verdict reads
+
+
 def _hybrid(copies, d=64, name="x") -> lf.HybridCurve:
     taus = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     copies = np.array(copies, dtype=float)
@@ -175,6 +205,43 @@ def test_hybrid_tau_rule_gives_each_verdict() -> None:
     # the rule reads the highest dimension
     assert lf.hybrid_tau_rule([late, _hybrid([0.0, 0.3, 0.9, 1.0, 1.0, 1.0], d=3072)]).verdict is Verdict.REPRODUCED
     assert "by tau = 0.3: no, by tau = 0.5: no" in lf.hybrid_tau_rule([late]).number
+
+
+def test_hybrid_tau_rule_the_network_alone_must_beat_the_noises() -> None:
+    early = _hybrid([0.0, 0.3, 0.9, 1.0, 1.0, 1.0])  # reproduced without a floor (see above)
+    learned = dataclasses.replace(early, network=_outcome(0.01), noise=_outcome(0.5))
+    finding = lf.hybrid_tau_rule([learned])
+    assert finding.verdict is Verdict.REPRODUCED and "the noises themselves 0.5" in finding.number
+    assert "beats the starting noises" in finding.rule
+    # contrary data: the same copies from a network whose samples are no closer to the data than its noises
+    unlearned = dataclasses.replace(early, network=_outcome(0.49), noise=_outcome(0.5))
+    void = lf.hybrid_tau_rule([unlearned])
+    assert void.verdict is Verdict.NOT_REPRODUCED and "does not beat the noises it starts from" in void.number
+    assert "transition tau void" in void.number and "no transition can be read" in lf.hybrid_summary([unlearned])
+    # a lower-d set failing the floor is reported as such; the verdict still reads the highest d
+    both = lf.hybrid_tau_rule([unlearned, dataclasses.replace(learned, d=192, name="y")])
+    assert both.verdict is Verdict.REPRODUCED and "x (d = 64, n = 100): transition tau void" in both.number
+
+
+def test_hybrid_floor_mutation_a_network_that_never_trained(split, tmp_path, monkeypatch) -> None:
+    """Mutation: an optimiser that never steps leaves a network no closer to the data than its noises: void."""
+    x0 = lf.noises(32, split.d, 1)
+
+    def curve(store: str) -> lf.HybridCurve:
+        recipe = lf.TrainingRecipe(net_options={"width": 32, "depth": 2}, steps=300, store=store, device="cpu",
+                                   progress=False)
+        model = recipe.train(split, 30)
+        return lf.hybrid_sweep(model, lf.training_rows(split, 30), split.held_out, x0, taus=[0.0, 0.5, 1.0],
+                               steps=10, name="digits")
+
+    clean = curve(str(tmp_path / "clean"))
+    assert lf.beats_noise(clean.network, clean.noise)
+    assert "does not beat" not in lf.hybrid_tau_rule([clean]).number
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *args, **kwargs: None)
+    untrained = curve(str(tmp_path / "untrained"))
+    assert not lf.beats_noise(untrained.network, untrained.noise)
+    finding = lf.hybrid_tau_rule([untrained])
+    assert finding.verdict is Verdict.NOT_REPRODUCED and "does not beat the noises it starts from" in finding.number
 
 
 def test_describe_crossing() -> None:
@@ -452,3 +519,25 @@ def test_recipe_errors(split, recipe) -> None:
         recipe.train(split, 900, half=1)
     with pytest.raises(ValueError, match="half"):
         recipe.train(split, 10, half=2)
+
+
+def test_figures_label_both_quantities_and_keep_legends_off_the_data() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fmlib.experiments import learned_fields_figures as lff
+
+    capacity = _capacity([0.43, 0.05, 0.0], PEAKED)
+    fig = lff.figure_capacity(capacity)
+    left, right = fig.axes
+    assert "copy fraction" in left.get_ylabel() and "distance ratio" in left.get_ylabel()
+    fig.canvas.draw()
+    assert not [t for t in right.yaxis.get_minorticklabels() if t.get_text()]  # no crowded minor labels
+    plt.close(fig)
+    fig = lff.figure_hybrid([_hybrid([0.0, 0.3, 0.9, 1.0, 1.0, 1.0])])
+    assert "dotted" not in fig.axes[0].get_xlabel()  # the legend explains the line styles, not the x-label
+    legend = fig.axes[1].get_legend()
+    assert legend is not None and legend.get_bbox_to_anchor().x0 >= fig.axes[1].bbox.x1  # beside the axes
+    plt.close(fig)

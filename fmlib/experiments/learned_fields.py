@@ -15,7 +15,10 @@ and the verdict rules of its claims (Bertrand et al., arXiv 2506.03719; ``shared
   size n at a fixed network, and the error :math:`E\|u_\theta - u^*\|^2` against t;
 - ``hybrid-tau`` (:func:`hybrid_sweep`, :func:`hybrid_tau_rule`): follow :math:`u^*` on
   :math:`[0, \tau]`, then the network; copying against :math:`\tau`, compared with the time at
-  which the largest posterior weight along :math:`u^*`'s own trajectories crosses 1/2.
+  which the largest posterior weight along :math:`u^*`'s own trajectories crosses 1/2; read only
+  when the network alone beats its starting noises (:func:`beats_noise`, the floor of ``efm-fid``).
+
+The figures are drawn by :mod:`fmlib.experiments.learned_fields_figures`.
 
 Trained models are stored by :func:`fmlib.train.train_or_load` under
 ``$FMLIB_RESULTS/checkpoints`` (``data/results/checkpoints`` by default), keyed by their training
@@ -71,10 +74,12 @@ __all__ = [
     "Outcome",
     "TrainingRecipe",
     "VarianceCurve",
+    "beats_noise",
     "capacity_rule",
     "capacity_sweep",
     "check_plan",
     "compare_losses",
+    "describe_bracket",
     "describe_crossing",
     "efm_enumeration",
     "efm_fid_rule",
@@ -385,6 +390,15 @@ def measure_outcome(
     )
 
 
+def beats_noise(outcome: Outcome, noise: Outcome | None) -> bool:
+    r"""The validity floor of the chapter: a network's metric below the starting noises' by 2 s.e. of the difference.
+
+    Lower is better (MMD or FID to held-out data); the standard error of the difference is
+    :math:`\sqrt{se_1^2 + se_2^2}`. True when the noises were not measured (no floor to apply).
+    """
+    return noise is None or outcome.value + 2.0 * math.hypot(outcome.value_se, noise.value_se) < noise.value
+
+
 def _features(extractor: torch.nn.Module, rows: Tensor) -> Tensor:
     """Features of flat images in [-1, 1], (B, 3 H W) channel-major, given to ``extractor`` in [0, 255]."""
     side = math.isqrt(rows.shape[1] // 3)
@@ -649,7 +663,7 @@ def efm_fid_rule(comparison: LossComparison) -> Finding:
         verdicts.append(outcome.value <= base.value + margin)
         parts.append(f"M = {m}: {outcome.value:.4g} +- {outcome.value_se:.2g}")
     noise = comparison.noise
-    valid = noise is None or base.value + 2.0 * math.hypot(base.value_se, noise.value_se) < noise.value
+    valid = beats_noise(base, noise)
     every, some = valid and all(verdicts), valid and any(verdicts)
     with_fid = base.metric == "FID"
     floor = "" if noise is None else f"; the noises themselves {noise.value:.4g} +- {noise.value_se:.2g}"
@@ -657,12 +671,15 @@ def efm_fid_rule(comparison: LossComparison) -> Finding:
         f"{base.metric} to held-out data (lower is better), n = {comparison.n}: CFM {base.value:.4g} +- "
         f"{base.value_se:.2g}; " + "; ".join(parts) + floor
         + ("" if valid else " (CFM does not beat the noises it starts from: the comparison is void)")
-        + ("" if with_fid else " (MMD stands in for FID: no Inception)")
+        + f"; EFM equal or better for {sum(verdicts)} of {len(verdicts)} M > 1"
+        + ("" if with_fid else "; the metric is MMD standing in for FID (no Inception features), which caps the "
+           "verdict at partly")
     )
     rule = (
         "valid only if CFM's metric is below the starting noises' by 2 s.e. of the difference; EFM counts as equal or "
-        "better when its metric is at most CFM's + 2 s.e. of the difference; reproduced if so for every M > 1 with "
-        "FID; partly if for every M with MMD, or for some M; not reproduced if for none or invalid"
+        "better when its metric is at most CFM's + 2 s.e. of the difference; reproduced only with FID, the claim's own "
+        "measure, and EFM equal or better for every M > 1; with MMD standing in for FID the verdict is at most partly "
+        "(partly if equal or better for every M); partly also if for some M only; not reproduced if for none or invalid"
     )
     return Finding("efm-fid", graded(every and with_fid, some), number, rule)
 
@@ -768,11 +785,34 @@ def _late_rise(ts: np.ndarray, error: np.ndarray) -> bool:
     return bool(ts[-1] >= 0.85 and middle.size and error[-1] >= 1.5 * middle.min())
 
 
+def describe_bracket(sizes: Sequence[int], copies: Sequence[float]) -> str:
+    """Whether the copy fractions against increasing n bracket the transition (>= 1/2 first, <= 0.1 last), in words.
+
+    ``"bracketed: first n below 1/2: 30"``, or which end of the grid misses it: ``"not bracketed: below 1/2
+    already at n = 10, the smallest n"`` (the transition lies below the grid), ``"not bracketed: still 0.40
+    at n = 1000, the largest n"`` (above it), or both.
+    """
+    if len(sizes) != len(copies) or not sizes:
+        raise ValueError(f"sizes and copies must be non-empty and of one length, got {len(sizes)} and {len(copies)}")
+    missing = []
+    if copies[0] < 0.5:
+        missing.append(f"below 1/2 already at n = {sizes[0]}, the smallest n")
+    if copies[-1] > 0.1:
+        missing.append(f"still {copies[-1]:.2f} > 0.1 at n = {sizes[-1]}, the largest n")
+    if missing:
+        return "not bracketed: " + "; ".join(missing)
+    first = next(n for n, c in zip(sizes, copies, strict=True) if c < 0.5)
+    return f"bracketed: first n below 1/2: {first}"
+
+
 def capacity_rule(capacity: Capacity) -> Finding:
     r"""Verdict on ``capacity``: copying stops as n grows, and the error to u* is largest near t ~ 0.2 and t ~ 0.9.
 
-    Three features, fixed before the run: (a) a transition: copy fraction >= 0.5 at the smallest n
-    and <= 0.1 at the largest; (b) an interior local maximum of the error of the largest-n model at
+    Three features, fixed before the run: (a) a transition *bracketed by the grid*: copy fraction
+    >= 0.5 at the smallest n and <= 0.1 at the largest. A grid whose smallest n already copies less
+    than half (the transition lies below it) or whose largest n still copies more than 0.1 (above
+    it) shows no transition, and (a) does not count; the number says which end is missing
+    (:func:`describe_bracket`). (b) an interior local maximum of the error of the largest-n model at
     t in [0.1, 0.4]; (c) its error at the last time (>= 0.85) at least 1.5 times its minimum on
     [0.4, 0.8]. REPRODUCED with all three, PARTLY with one or two, NOT_REPRODUCED with none. The
     paper's transition at about 3,000 images is for CIFAR-10 and a 34M U-Net: our n is reported,
@@ -785,23 +825,25 @@ def capacity_rule(capacity: Capacity) -> Finding:
     """
     copies = [o.copy_fraction for o in capacity.outcomes]
     transition = copies[0] >= 0.5 and copies[-1] <= 0.1
+    bracket = describe_bracket(capacity.sizes, copies)
     error = capacity.error[-1]
     relative = float(np.mean(error / capacity.optimal_norm[-1]))
     learned = relative < 1.0
     peak = learned and _early_peak(capacity.ts, error)
     rise = learned and _late_rise(capacity.ts, error)
-    stops = next((n for n, c in zip(capacity.sizes, copies, strict=True) if c < 0.5), None)
     argmax = float(capacity.ts[int(np.argmax(error[capacity.ts <= 0.5]))]) if np.any(capacity.ts <= 0.5) else math.nan
     number = (
         f"copy fraction {copies[0]:.2f} at n = {capacity.sizes[0]} to {copies[-1]:.2f} at n = {capacity.sizes[-1]} "
-        f"(first n below 1/2: {stops}); error to u* of the n = {capacity.sizes[-1]} model: largest on t <= 0.5 at "
+        f"({bracket}); error to u* of the n = {capacity.sizes[-1]} model: largest on t <= 0.5 at "
         f"t = {argmax:.2f}, early peak in [0.1, 0.4]: {'yes' if peak else 'no'}, rise toward t = 1: "
         f"{'yes' if rise else 'no'}; its error over E||u*||^2, mean over t: {relative:.2f}"
         + ("" if learned else " (no better than the zero field: the error's shape is not read)")
         + f" ({capacity.steps} steps, width {capacity.net_options.get('width')})"
     )
     rule = (
-        "three features: copy fraction >= 0.5 at the smallest n and <= 0.1 at the largest; a local maximum of the "
+        "three features: a transition bracketed by the grid, copy fraction >= 0.5 at the smallest n and <= 0.1 at "
+        "the largest (a grid already below 1/2 at its smallest n, or above 0.1 at its largest, shows no transition and "
+        "the feature does not count); a local maximum of the "
         "error at t in [0.1, 0.4]; error at the last t >= 1.5 x its minimum on [0.4, 0.8] (the last two only if that "
         "model's error, mean over t, is below E||u*||^2, the zero field's); reproduced with all three, partly with "
         "one or two, not reproduced with none"
@@ -827,6 +869,10 @@ class HybridCurve:
         ts: (T,) the times of u*'s trajectories.
         max_weight: (T,) median over the noises of the largest posterior weight along u*'s trajectory.
         weight_crossing: the time from which that median stays >= 1/2.
+        network: the :class:`Outcome` of the network alone (tau = 0) against the held-out data; None
+            when tau = 0 is not among the taus.
+        noise: the same measures of the starting noises themselves (what a network that learned
+            nothing returns), the floor the network alone must beat; None when not measured.
     """
 
     name: str
@@ -839,6 +885,8 @@ class HybridCurve:
     ts: np.ndarray
     max_weight: np.ndarray
     weight_crossing: float
+    network: Outcome | None = None
+    noise: Outcome | None = None
 
 
 def hybrid_sweep(
@@ -850,11 +898,14 @@ def hybrid_sweep(
     taus: Sequence[float],
     steps: int = 100,
     name: str = "",
+    groups: int = 4,
 ) -> HybridCurve:
     """Follow u* (float64, on ``train``) from ``x0`` up to each tau, then the model; measure copying per tau.
 
     The grid is uniform with ``steps`` Euler steps; every tau must lie on it (a multiple of
-    1/steps). u*'s trajectory is computed once and shared by all taus.
+    1/steps). u*'s trajectory is computed once and shared by all taus. The network alone (tau = 0)
+    and the noises ``x0`` themselves are also measured by :func:`measure_outcome` (MMD to the
+    held-out data over ``groups`` groups), for the validity floor of :func:`hybrid_tau_rule`.
     """
     grid = time_grid(check_positive_int(steps, "steps"))
     if any(b <= a for a, b in itertools.pairwise(taus)):
@@ -870,7 +921,7 @@ def hybrid_sweep(
     path = integrate(optimal, x0.double().cpu(), grid, method="euler", return_trajectory=True).trajectory
     ts = grid[:-1].numpy()
     max_weight = np.array([float(optimal.weights(path[k], float(ts[k])).amax(dim=1).median()) for k in range(steps)])
-    copies, ratios = [], []
+    copies, ratios, network = [], [], None
     device = next(model.ema.parameters()).device
     for k in index:
         if k == steps:
@@ -880,6 +931,8 @@ def hybrid_sweep(
         out = out.float().cpu()
         copies.append(copy_fraction(out, train))
         ratios.append(distance_to_training(out, train, held_out).ratio)
+        if k == 0:
+            network = measure_outcome(out, train, held_out, groups=groups)
     taus_arr, copies_arr = np.asarray(taus, dtype=float), np.array(copies)
     inner = taus_arr < 1.0
     transition = crossing_time(taus_arr[inner], copies_arr[inner], 0.5) if inner.sum() >= 2 else math.nan
@@ -894,6 +947,8 @@ def hybrid_sweep(
         ts=ts,
         max_weight=max_weight,
         weight_crossing=crossing_time(ts, max_weight, 0.5),
+        network=network,
+        noise=measure_outcome(x0.float().cpu(), train, held_out, groups=groups),
     )
 
 
@@ -913,6 +968,10 @@ def hybrid_summary(curves: Sequence[HybridCurve]) -> str:
     sentences = []
     for c in sorted(curves, key=lambda c: c.d):
         where = f"On {c.name} (d = {c.d})"
+        if c.network is not None and not beats_noise(c.network, c.noise):
+            sentences.append(f"{where} the network alone does not beat the noises it starts from: no transition "
+                             "can be read.")
+            continue
         if not (math.isfinite(c.transition) and math.isfinite(c.weight_crossing)):
             sentences.append(
                 f"{where} the hybrid's transition is {describe_crossing(c.transition)} and the weight crossing "
@@ -928,14 +987,29 @@ def hybrid_summary(curves: Sequence[HybridCurve]) -> str:
     return " ".join(sentences)
 
 
+def _hybrid_set(curve: HybridCurve) -> str:
+    """One data set's part of the hybrid-tau number: its transition, weight crossing and how far its network is."""
+    void = curve.network is not None and not beats_noise(curve.network, curve.noise)
+    transition = "void (its network alone does not beat the noises)" if void else describe_crossing(curve.transition)
+    alone = "" if curve.network is None else f", network alone at distance ratio {curve.network.distance_ratio:.2f}"
+    noise = "" if curve.noise is None or not alone else f" (the noises: {curve.noise.distance_ratio:.2f})"
+    return (
+        f"{curve.name or 'data'} (d = {curve.d}, n = {curve.n}): transition tau {transition}, largest weight crosses "
+        f"1/2 at t {describe_crossing(curve.weight_crossing, 't')}{alone}{noise}"
+    )
+
+
 def hybrid_tau_rule(curves: Sequence[HybridCurve], paper_tau: float = PAPER_TAU) -> Finding:
     """Verdict on ``hybrid-tau``, read on the highest-dimensional data set measured.
 
-    The test is valid when the network alone (tau = 0) copies less than half of its samples and u*
-    alone (tau = 1) at least half. Then REPRODUCED when the transition (copy fraction reaching 1/2)
-    is at tau <= ``paper_tau`` (0.3, the paper's Fig. 3 caption), PARTLY when it is in
-    (``paper_tau``, 0.5] (decided in the first half), NOT_REPRODUCED when later, absent, or the
-    test is not valid.
+    The test is valid when (i) the network alone (tau = 0) copies less than half of its samples and
+    u* alone (tau = 1) at least half, and (ii) the network alone beats the noises it starts from, by
+    the chapter's floor (:func:`beats_noise`: its MMD to held-out data below the noises' by 2 s.e. of
+    the difference, as for ``efm-fid``): a network that did not learn the data copies nothing
+    either, and its "transition" would say nothing about when generalisation is decided. Then
+    REPRODUCED when the transition (copy fraction reaching 1/2) is at tau <= ``paper_tau`` (0.3,
+    the paper's Fig. 3 caption), PARTLY when it is in (``paper_tau``, 0.5] (decided in the first
+    half), NOT_REPRODUCED when later, absent, or the test is not valid (the number says which).
     """
     if not curves:
         raise ValueError("hybrid_tau_rule needs at least one curve")
@@ -944,21 +1018,29 @@ def hybrid_tau_rule(curves: Sequence[HybridCurve], paper_tau: float = PAPER_TAU)
     pure = top.copy_fraction[top.taus == 1.0]
     if alone.size == 0 or pure.size == 0:
         raise ValueError("the curves must include tau = 0 (the network alone) and tau = 1 (u* alone)")
-    valid = bool(alone[0] < 0.5 <= pure[0])
+    floor = top.network is None or beats_noise(top.network, top.noise)
+    valid = bool(alone[0] < 0.5 <= pure[0]) and floor
     tau_c = top.transition if valid else math.nan
     early = valid and math.isfinite(tau_c) and tau_c <= paper_tau
     half = valid and math.isfinite(tau_c) and tau_c <= 0.5
-    per_set = "; ".join(
-        f"{c.name or 'data'} (d = {c.d}, n = {c.n}): transition tau {describe_crossing(c.transition)}, largest weight "
-        f"crosses 1/2 at t {describe_crossing(c.weight_crossing, 't')}"
-        for c in sorted(curves, key=lambda c: c.d)
-    )
+    per_set = "; ".join(_hybrid_set(c) for c in sorted(curves, key=lambda c: c.d))
+    against = ""
+    if top.network is not None and top.noise is not None:
+        against = (
+            f"; on the highest d the network alone has {top.network.metric} {top.network.value:.4g} +- "
+            f"{top.network.value_se:.2g} to held-out data, the noises themselves {top.noise.value:.4g} +- "
+            f"{top.noise.value_se:.2g}"
+            + ("" if floor else " (the network alone does not beat the noises it starts from: the test is void)")
+        )
     number = (
-        f"{per_set}; on the highest d, half of the samples copies by tau = {paper_tau}: {'yes' if early else 'no'}, "
-        f"by tau = 0.5: {'yes' if half else 'no'} (network alone copies {alone[0]:.2f}, u* alone {pure[0]:.2f})"
+        f"{per_set}{against}; on the highest d, half of the samples copies by tau = {paper_tau}: "
+        f"{'yes' if early else 'no'}, by tau = 0.5: {'yes' if half else 'no'} (network alone copies {alone[0]:.2f}, "
+        f"u* alone {pure[0]:.2f})"
     )
     rule = (
-        f"on the highest d, valid if the network alone copies < 1/2 and u* alone >= 1/2; reproduced if the copy "
-        f"fraction reaches 1/2 at tau <= {paper_tau}, partly if at tau <= 0.5, else (or invalid) not reproduced"
+        f"on the highest d, valid if the network alone copies < 1/2, u* alone >= 1/2, and the network alone beats "
+        f"the starting noises (its MMD to held-out data below theirs by 2 s.e. of the difference, the floor of "
+        f"efm-fid); reproduced if the copy fraction reaches 1/2 at tau <= {paper_tau}, partly if at tau <= 0.5, "
+        f"else (or invalid) not reproduced"
     )
     return Finding("hybrid-tau", graded(early, half), number, rule)

@@ -34,7 +34,7 @@ from fmlib._checks import check_batch, check_choice, check_field
 from fmlib.closed_form import ClosedFormField
 from fmlib.data import make_dataset
 from fmlib.experiments.verdicts import Finding, Verdict, graded, require
-from fmlib.generalisation import Generalisation
+from fmlib.generalisation import Generalisation, summarise
 from fmlib.metrics import OffSpan, off_span, off_span_trajectories
 from fmlib.ode import SOLVERS, Field, Velocity, integrate
 from fmlib.osdnet import numerical_rank, span_basis
@@ -43,6 +43,8 @@ from fmlib.theory import ACTIVATION_LIPSCHITZ, gronwall_endpoint_bound, mlp_lips
 from fmlib.train import TrainConfig, TrainedModel, train_or_load
 
 __all__ = [
+    "LOSS_COLUMN",
+    "SECONDS_COLUMN",
     "TEACHER_LOSS",
     "ModuleField",
     "OffSpan",
@@ -50,6 +52,7 @@ __all__ = [
     "TeacherStudent",
     "Trained",
     "coefficient_curve",
+    "generalisation_table",
     "jacobian_lipschitz_estimate",
     "make_setup",
     "mlp_config",
@@ -59,6 +62,7 @@ __all__ = [
     "off_subspace_decay_rule",
     "osdnet_config",
     "osdnet_rule",
+    "project_onto_span",
     "solver_laws",
     "span_ode_law_rule",
     "teacher_student",
@@ -70,6 +74,12 @@ __all__ = [
 
 TEACHER_LOSS = ClosedFormTeacher.name
 """The loss of the student: regress on the closed form u* of the training points (:mod:`fmlib.teacher`)."""
+
+LOSS_COLUMN = "loss (squared error per coordinate)"
+"""The grid table's training loss: the mean over a batch and the d coordinates of the squared error, last log window."""
+
+SECONDS_COLUMN = "training seconds (wall clock)"
+"""The grid table's training time: wall clock of the training loop on a possibly shared machine (not a benchmark)."""
 
 
 
@@ -161,6 +171,37 @@ def osdnet_rule(
     )
 
 
+def project_onto_span(samples: Tensor, basis: Tensor) -> Tensor:
+    r""":math:`U U^\top x` for each row x of ``samples`` (B, d), float64 CPU; ``basis`` U is (d, k) orthonormal."""
+    basis = basis.double().cpu()
+    rows = samples.double().cpu()
+    if rows.ndim != 2 or rows.shape[1] != basis.shape[0]:
+        raise ValueError(f"samples must be (B, {basis.shape[0]}) to project on a basis of R^{basis.shape[0]}, "
+                         f"got {tuple(samples.shape)}")
+    return rows @ basis @ basis.T
+
+
+def generalisation_table(samples: dict[str, Tensor], setup: Setup) -> tuple[pd.DataFrame, dict[str, Generalisation]]:
+    """:func:`fmlib.generalisation.summarise` of each named set of samples against ``setup``'s training points.
+
+    Samples are measured as given, in :math:`R^d` (project them first with :func:`project_onto_span`
+    to measure only their part inside the span). A name starting with ``"held-out"`` is measured
+    against the other half of the held-out points (its rows must be the first half).
+
+    Returns:
+        a table (samples, copy fraction, median NN distance, ratio to held-out) and the
+        :class:`~fmlib.generalisation.Generalisation` of each name.
+    """
+    half = setup.held_out.shape[0] // 2
+    found = {name: summarise(x.double().cpu(), setup.train,
+                             setup.held_out[half:] if name.startswith("held-out") else setup.held_out)
+             for name, x in samples.items()}
+    table = pd.DataFrame([{"samples": name, "copy fraction": g.copy_fraction,
+                           "median NN distance": g.distances.sample_median, "ratio to held-out": g.distances.ratio}
+                          for name, g in found.items()])
+    return table, found
+
+
 def mlp_lipschitz(net: nn.Module, d: int, activation: str) -> float:
     r"""Certified Lipschitz constant in x of a :class:`fmlib.nets.VelocityMLP` (input :math:`[x, t, \phi(t)]`).
 
@@ -222,6 +263,8 @@ class TeacherStudent:
         bound_certified: (B,) the bound with the certified L.
         bound_estimated: (B,) the bound with the Jacobian estimate of L (not certified).
         lipschitz_certified, lipschitz_estimated: the two values of L.
+        speed: (K + 1,) median over trajectories of the teacher's speed :math:`\|v_T\|` on its path, the
+            scale of :math:`\varepsilon` (0 at t = 1, where the error is not needed); None when not measured.
     """
 
     times: np.ndarray
@@ -231,6 +274,19 @@ class TeacherStudent:
     bound_estimated: np.ndarray
     lipschitz_certified: float
     lipschitz_estimated: float
+    speed: np.ndarray | None = None
+
+    def relative_error(self) -> float:
+        r"""Median over the times before 1 of :math:`\varepsilon(t) / \|v_T\|` (medians over trajectories).
+
+        About 0 for a student that learned the teacher, about 1 or more for one that did not (the zero
+        field scores exactly 1). NaN when the speed was not measured or is zero.
+        """
+        if self.speed is None:
+            return math.nan
+        speed, error = self.speed[:-1], self.error[:-1]
+        moving = speed > 0
+        return float(np.median(error[moving] / speed[moving])) if moving.any() else math.nan
 
 
 def teacher_student(
@@ -257,11 +313,13 @@ def teacher_student(
         t_run = integrate(teacher, x0, ts, method="euler", return_trajectory=True)
         s_run = integrate(student_field, x0, ts, method="euler", return_trajectory=True)
     times = t_run.ts.numpy()
-    error = np.zeros((times.shape[0], x0.shape[0]))
+    error, speed = np.zeros((times.shape[0], x0.shape[0])), np.zeros((times.shape[0], x0.shape[0]))
     with torch.no_grad():
         for step, t in enumerate(times[:-1].tolist()):
             x = t_run.trajectory[step]
-            error[step] = (v_teacher(x, t) - v_student(x, t)).double().norm(dim=1).cpu().numpy()
+            teacher_velocity = v_teacher(x, t)
+            error[step] = (teacher_velocity - v_student(x, t)).double().norm(dim=1).cpu().numpy()
+            speed[step] = teacher_velocity.double().norm(dim=1).cpu().numpy()
     distance = (t_run.x - s_run.x).double().norm(dim=1).cpu().numpy()
     region = torch.cat([t_run.trajectory[:, :jacobian_points], s_run.trajectory[:, :jacobian_points]], dim=1)
     estimated = jacobian_lipschitz_estimate(v_student, region, times, stride=jacobian_stride)
@@ -273,6 +331,7 @@ def teacher_student(
         bound_estimated=gronwall_endpoint_bound(times, error, estimated),
         lipschitz_certified=lipschitz_certified,
         lipschitz_estimated=estimated,
+        speed=np.median(speed, axis=1),
     )
 
 
@@ -280,13 +339,24 @@ def teacher_student_rule(result: TeacherStudent, *, informative: float = 10.0, r
     r"""Claim ``teacher-student-bound``: the student's error bounds the distance of its samples to the teacher's.
 
     The inequality with the certified L is a theorem (Gronwall, Euler form): if any trajectory
-    exceeds its bound (beyond ``rtol`` of round-off) the run stops. The verdict says whether the
-    bound is *useful*, with the median slack bound / distance:
+    exceeds its bound (beyond ``rtol`` of round-off) the run stops, so "holds on all trajectories" is
+    required, not measured. The verdict says whether the bound is *informative*, by its median slack
+    over the trajectories, bound / distance (1: tight; 100: the bound says only that the distance is
+    below a hundred times itself):
 
-    - REPRODUCED: the certified bound holds and its median slack is <= ``informative``;
-    - PARTLY: it holds but is looser, while the bound with the Jacobian estimate of L (not
-      certified) holds on >= 95% of trajectories with median slack <= ``informative``;
-    - NOT_REPRODUCED: the bound holds but is uninformative even with the estimated L.
+    - REPRODUCED: the certified bound's median slack is <= ``informative``;
+    - PARTLY: the certified bound is looser, while the bound with the Jacobian estimate of L (not
+      certified, so it proves nothing) holds on >= 95% of trajectories with median slack <= ``informative``;
+    - NOT_REPRODUCED: the bound is uninformative even with the estimated L, or the test is void.
+
+    Validity floor, the zero field's (as for the capacity of the learned-fields chapter): the
+    student must do better than the zero field along the teacher's path,
+    :meth:`TeacherStudent.relative_error` below 1. A student that learned nothing has an error equal
+    to the teacher's speed, and with a small L its bound is tight (about the integral of that
+    speed): the bound would be "informative" about a student that imitates nothing. Such a test is
+    void (NOT_REPRODUCED, the number says why). Added in review, after a quick run had shown it; the
+    default run (relative error 0.79) passes it. Without a measured speed the floor is not applied.
+    Above the floor, the verdict is about the bound, not about how well the student learned.
     """
     over = result.distance > result.bound_certified * (1 + rtol) + rtol
     require(not over.any(), "teacher-student-bound",
@@ -296,15 +366,27 @@ def teacher_student_rule(result: TeacherStudent, *, informative: float = 10.0, r
     slack = float(np.median(result.bound_certified[moved] / result.distance[moved])) if moved.any() else 1.0
     slack_est = float(np.median(result.bound_estimated[moved] / result.distance[moved])) if moved.any() else 1.0
     held_est = float(np.mean(result.distance <= result.bound_estimated * (1 + rtol) + rtol))
+    relative = result.relative_error()
+    valid = math.isnan(relative) or relative < 1.0
+    tight = slack <= informative
+    learned = "" if math.isnan(relative) else (
+        f"; the student's error along the teacher's path is {relative:.2f} x the teacher's speed (median over t; "
+        "0: learned, 1: no better than the zero field)"
+        + ("" if valid else " (the student does not beat the zero field: the test is void)"))
     return Finding(
         "teacher-student-bound",
-        graded(slack <= informative, held_est >= 0.95 and slack_est <= informative),
-        f"certified L = {result.lipschitz_certified:.3g}: bound holds on all {result.distance.size} trajectories, "
-        f"median slack {slack:.3g}; estimated L = {result.lipschitz_estimated:.3g}: holds on {100 * held_est:.0f}%, "
-        f"median slack {slack_est:.3g}",
-        f"theorem: the run stops if the certified bound fails; reproduced if its median slack <= {informative:g}; "
-        f"partly if only the bound with the estimated L is (held on >= 95%, slack <= {informative:g}); "
-        "else not reproduced",
+        graded(valid and tight, valid and held_est >= 0.95 and slack_est <= informative),
+        f"certified L = {result.lipschitz_certified:.3g}: the bound holds on all {result.distance.size} trajectories "
+        f"(required: a theorem), median bound / distance {slack:.3g} "
+        f"({'<=' if tight else '>'} {informative:g}: {'informative' if tight else 'too loose to inform'}); "
+        f"estimated L = {result.lipschitz_estimated:.3g} (not certified): holds on {100 * held_est:.0f}%, "
+        f"median bound / distance {slack_est:.3g}" + learned,
+        f"theorem: the run stops if the certified bound fails on any trajectory; void (not reproduced) if the student "
+        f"does not beat the zero field (error along the teacher's path >= the teacher's speed, median over t); "
+        f"the verdict reads how informative "
+        f"it is, by the median over trajectories of bound / distance: reproduced if the certified bound's is <= "
+        f"{informative:g}; partly if it is larger but the bound with the estimated L (not certified) holds on >= 95% "
+        f"of trajectories with median <= {informative:g}; else not reproduced",
     )
 
 
@@ -437,7 +519,8 @@ def train_grid(
 
     Returns:
         a table (net, d, steps, median :math:`\|P x(1)\| / \|P x(0)\|`, median off-span velocity ratio
-        over the times before 1, last logged training loss, training seconds) and the
+        over the times before 1, last logged training loss (:data:`LOSS_COLUMN`), wall-clock training
+        seconds (:data:`SECONDS_COLUMN`)) and the
         :class:`Trained` of each (label, d, steps).
     """
     rows, runs = [], {}
@@ -447,5 +530,5 @@ def train_grid(
         rows.append({"net": label, "d": d, "steps": config.steps,
                      "off-span at t=1": float(np.median(run.off.sample_ratio)),
                      "off-span velocity": float(np.nanmedian(run.off.velocity_ratio)),
-                     "loss": float(run.model.losses[-1]), "seconds": run.model.seconds})
+                     LOSS_COLUMN: float(run.model.losses[-1]), SECONDS_COLUMN: run.model.seconds})
     return pd.DataFrame(rows), runs
