@@ -65,3 +65,24 @@ def test_rule_texts_say_what_each_collapse_verdict_tests():
 
     ch3 = collapse_time_rule({"alpha": (0.5, 0.48, 0.52), "beta_n": (0.5, 0.48, 0.52), "beta_d": (0.5, 0.48, 0.52)})
     assert ch3.rule.startswith("exponents fitted freely, no constant fixed")
+
+
+def test_two_halves_of_copying_models_is_below_one_and_of_unrelated_samples_about_one():
+    """Why the exact field scores well below 1: copies of one noise's nearest point in each half are related."""
+    import torch
+
+    from fmlib.generalisation import two_halves_agreement
+    from fmlib.neighbours import nearest_index
+
+    generator = torch.Generator().manual_seed(0)
+    half_a, half_b = torch.randn(2, 300, 4, generator=generator, dtype=torch.float64)
+    noise = torch.randn(256, 4, generator=generator, dtype=torch.float64)
+    copies_a, copies_b = half_a[nearest_index(noise, half_a)[0]], half_b[nearest_index(noise, half_b)[0]]
+    assert not torch.isclose(copies_a, copies_b).all(dim=1).any()  # never the same sample
+    copying = two_halves_agreement(copies_a, copies_b).relative
+    assert 0.05 < copying < 0.8, copying
+    # mutation: a model B that ignores the noise (its copies in random order) gives unrelated samples
+    shuffled = copies_b[torch.randperm(256, generator=generator)]
+    unrelated = two_halves_agreement(copies_a, shuffled).relative
+    assert 0.85 < unrelated < 1.15, unrelated
+    assert two_halves_agreement(copies_a, copies_a.clone()).relative == 0.0
