@@ -86,3 +86,22 @@ def test_two_halves_of_copying_models_is_below_one_and_of_unrelated_samples_abou
     unrelated = two_halves_agreement(copies_a, shuffled).relative
     assert 0.85 < unrelated < 1.15, unrelated
     assert two_halves_agreement(copies_a, copies_a.clone()).relative == 0.0
+
+
+def test_agreement_figure_shows_every_value():
+    """Mutation: the former axis, cut at -0.5, hid r^2 = -22.9; now the lowest value is on the plot."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    ts = np.array([0.1, 0.5, 0.9])
+    low = gf.Agreement(ts, ["exact", "linear"], np.array([[0.9, 0.5, -22.9], [0.9, 0.8, 0.4]]),
+                       np.array([[-5.0, 0.2, 0.9], [0.5, 0.7, 0.9]]))
+    ax = gf.figure_agreement(low).axes[0]
+    assert ax.get_yscale() == "symlog"
+    bottom, top = ax.get_ylim()
+    assert bottom <= -22.9 and top >= 0.9
+    assert min(t for t in ax.get_yticks() if bottom <= t <= top) <= -20
+    high = gf.Agreement(ts, ["linear"], np.array([[0.9, 0.8, 0.4]]), np.array([[0.5, 0.7, -0.3]]))
+    ax = gf.figure_agreement(high).axes[0]
+    assert ax.get_yscale() == "linear" and ax.get_ylim()[0] <= -0.3

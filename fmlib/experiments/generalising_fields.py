@@ -782,11 +782,14 @@ def stats_table(items: Sequence[SampleStats]) -> pd.DataFrame:
 
 
 def points_table(points: Sequence[PredictionPoint]) -> pd.DataFrame:
-    """One row per prediction point: measured and predicted t, the ratio of s with its interval, censoring."""
+    """One row per prediction point: measured and predicted t, the ratio of s with its interval, censoring.
+
+    The interval's limits keep two (low) and three (high) significant digits, so a low limit near 0 is not shown as 0.
+    """
     return pd.DataFrame([{
         "data": p.family, "d": p.d, "n": p.n, "t measured": round(p.t_measured, 3),
-        "t predicted": round(p.t_predicted, 3), "ratio": round(p.ratio, 2), "95% low": round(p.low, 2),
-        "95% high": round(p.high, 2), "censored": f"{p.censored}/{p.resamples}",
+        "t predicted": round(p.t_predicted, 3), "ratio": round(p.ratio, 2), "95% low": float(f"{p.low:.2g}"),
+        "95% high": float(f"{p.high:.3g}"), "censored": f"{p.censored}/{p.resamples}",
     } for p in points])
 
 
@@ -869,16 +872,35 @@ def figure_prediction(points: Sequence[PredictionPoint], speciation: Speciation)
     return fig
 
 
+AGREEMENT_LINEAR_RANGE = 1.0
+"""Figure of the agreement: the y axis is linear on [-1, 1] and logarithmic below -1 (symlog), so no value is cut."""
+
+
 def figure_agreement(agreement: Agreement) -> Figure:
-    """r^2 of the network's velocity (solid) and denoiser (dashed) by each field, against t."""
+    """r^2 of the network's velocity (solid) and denoiser (dashed) by each field, against t.
+
+    Every value is on the plot: when some r^2 is below -1 the y axis is linear on [-1, 1] and
+    logarithmic below (:data:`AGREEMENT_LINEAR_RANGE`), with a dotted line at 0.
+    """
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
     for k, label in enumerate(agreement.labels):
         line = ax.plot(agreement.ts, agreement.velocity[k], marker="o", label=label)[0]
-        ax.plot(agreement.ts, agreement.denoiser[k], ls="--", color=line.get_color())
-    ax.set_ylim(max(-0.5, float(np.nanmin([agreement.velocity, agreement.denoiser])) - 0.05), 1.02)
-    ax.set_xlabel("t"), ax.set_ylabel("r^2 (solid: velocity, dashed: denoiser)")
+        ax.plot(agreement.ts, agreement.denoiser[k], ls="--", marker=".", color=line.get_color())
+    lowest = float(np.nanmin([agreement.velocity, agreement.denoiser]))
+    if lowest < -AGREEMENT_LINEAR_RANGE:
+        ax.set_yscale("symlog", linthresh=AGREEMENT_LINEAR_RANGE, linscale=1.0)
+        ax.set_ylim(1.3 * lowest, 1.05)
+        ticks = [v for v in (-1000, -100, -50, -20, -10, -5, -1, -0.5, 0, 0.5, 1) if v >= 1.3 * lowest]
+        ax.set_yticks(ticks, [f"{v:g}" for v in ticks])
+        ax.yaxis.set_minor_locator(plt.NullLocator())
+        ax.set_ylabel("r^2 (linear above -1, log below)\nsolid: velocity, dashed: denoiser")
+    else:
+        ax.set_ylim(min(lowest, 0.0) - 0.05, 1.02)
+        ax.set_ylabel("r^2 (solid: velocity, dashed: denoiser)")
+    ax.axhline(0.0, color="gray", ls=":", lw=1)
+    ax.set_xlabel("t")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
