@@ -732,7 +732,7 @@ def figure_rotation(result: RotationResult, sigma: float, *, shown: int = 40) ->
     import matplotlib.pyplot as plt
 
     names = list(result.trajectories)
-    fig = plt.figure(figsize=(4.0 * len(names), 8.4))
+    fig = plt.figure(figsize=(4.0 * len(names), 7.4))
     grid = fig.add_gridspec(2, len(names), height_ratios=(1.0, 0.8), hspace=0.35, wspace=0.3)
     for k, name in enumerate(names):
         ax = fig.add_subplot(grid[0, k])
