@@ -13,9 +13,10 @@ Four measures, each read against real data the model never saw (held-out points)
   kernel with the median heuristic), a two-sample distance between laws (Gretton et al., JMLR 2012);
 - the two-halves test of Kadkhodaie et al. (2023) (:func:`two_halves_agreement`): two models
   trained on disjoint halves of the data and integrated from the same noises give nearly the same
-  samples when they generalise, and each its own training points (unrelated samples) when they
-  memorise. We report the distance between the two samples of each noise relative to the distance
-  between samples of different noises.
+  samples when they generalise, and each its own training points when they memorise (different
+  samples, though the same noise still leads both to similar training points). We report the
+  distance between the two samples of each noise relative to the distance between samples of
+  different noises.
 
 All distances use the streamed nearest-neighbour search of :mod:`fmlib.neighbours` (no (B, n, d)
 tensor, no copy of the data).
@@ -237,7 +238,9 @@ class TwoHalves:
         reference: median of :math:`\|x^A_b - x^B_{b+1}\|` (B taken cyclically): two samples of
             different noises, the scale of unrelated samples.
         relative: ``median(distance) / reference``: near 0 when both models compute the same map
-            (they generalise), near 1 when their samples are unrelated (each copies its own half).
+            (they generalise), about 1 when their samples are unrelated. Two models that each copy
+            their own half score in between: the same noise leads both to training images that are
+            closer to each other than images reached from different noises.
     """
 
     distance: Tensor

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor
 
 from fmlib._checks import check_batch, check_choice, check_float, check_positive_int, check_same_shape
@@ -65,11 +66,15 @@ __all__ = [
     "ShuffledResult",
     "SolverStudy",
     "endpoint_distances",
+    "figure_rotation",
     "gaussian_problem",
     "gaussian_variance",
+    "largest_radial_rate",
     "mixture_experiment",
     "mixture_summary",
     "near_half",
+    "noise_cost_ratios",
+    "noise_cost_sentence",
     "noise_generalises_rule",
     "noise_summary",
     "pairing_zero_variance_rule",
@@ -232,6 +237,35 @@ def pairing_zero_variance_rule(result: GaussianVariance, *, zero: float = 1e-12,
             f"reproduced if in every d the mismatched field (sigma 0) and the pairing's field (sigma > 0) both have "
             f"trace > {positive:g}, partly if one of the two holds in every d or both in some d")
     return Finding(ZERO_CLAIM, verdict, number, rule)
+
+
+def noise_cost_ratios(result: GaussianVariance) -> pd.Series:
+    """Per d, the rotated pairing's loss over the OT pairing's, each at its own field, at the first sigma > 0.
+
+    Index d; empty when the table has no sigma > 0. What the noise costs the rotated pairs relative
+    to the OT pairs, one ratio per dimension (the chapter quotes their median, not a ratio of medians).
+    """
+    table = result.table
+    noisy = table[table["matched"] & (table["sigma"] > 0)]
+    if noisy.empty:
+        return pd.Series(dtype=np.float64, name="rotated / OT loss")
+    noisy = noisy[noisy["sigma"] == noisy["sigma"].min()]
+    loss = noisy.pivot_table(index="d", columns="pairs", values="loss")
+    return (loss["rotated"] / loss["OT"]).rename("rotated / OT loss")
+
+
+def noise_cost_sentence(ratios: pd.Series) -> str:
+    """The chapter's sentence on :func:`noise_cost_ratios`: the median over d of the per-d ratios, their range."""
+    if ratios.empty:
+        return "No run with noise: the two pairings' losses are not compared."
+    median = float(ratios.median())
+    spread = (f"median over the {ratios.size} dimensions of the ratio of their losses {median:.1f}, from "
+              f"{float(ratios.min()):.1f} to {float(ratios.max()):.1f}") if ratios.size > 1 else (
+              f"ratio of their losses {median:.1f} in d = {int(ratios.index[0])}")
+    more = median > 1
+    return (f"The rotated pairing pays {'more' if more else 'less'} for the noise than the OT pairing ({spread})"
+            + (": its map is further from the identity, so the same displacement of x_t stands for a larger "
+               "change of x_0." if more else "."))
 
 
 # --------------------------------------------------------------------------------------------
@@ -677,6 +711,54 @@ def mixture_experiment(
 
 # --------------------------------------------------------------------------------------------
 # Sentences of the chapter that depend on the numbers (so the prose follows the run)
+
+
+def largest_radial_rate(result: RotationResult, low: float = 0.3, high: float = 0.7) -> float:
+    """The largest absolute radial rate of any network at the moving centre, over t in [low, high]."""
+    jac = result.jacobian
+    inner = jac[(jac["t"] >= low) & (jac["t"] <= high)]
+    return float(inner["radial"].abs().max())
+
+
+def figure_rotation(result: RotationResult, sigma: float, *, shown: int = 40) -> Figure:
+    r"""Trajectories of every network of the 180-degree example (one panel per run), and their radial rates.
+
+    Top row: the first ``shown`` Euler trajectories of each run (:attr:`RotationResult.trajectories`),
+    with the paired targets :math:`5 - x_0` and the OT images :math:`x_0 + 5`. Bottom: the radial
+    rate at the moving centre of each network against t on [0.2, 0.8], beside the pair field's
+    :math:`-2/(1 - 2t)` and the noisy optimum's :math:`-2b/(b^2 + \sigma^2)`, :math:`b = 1 - 2t`
+    (constant schedule).
+    """
+    import matplotlib.pyplot as plt
+
+    names = list(result.trajectories)
+    fig = plt.figure(figsize=(4.0 * len(names), 7.4))
+    grid = fig.add_gridspec(2, len(names), height_ratios=(1.0, 0.8), hspace=0.35, wspace=0.3)
+    for k, name in enumerate(names):
+        ax = fig.add_subplot(grid[0, k])
+        path = result.trajectories[name].numpy()
+        for b in range(min(path.shape[1], shown)):
+            ax.plot(path[:, b, 0], path[:, b, 1], lw=0.6, color="C0", alpha=0.6)
+        ax.scatter(*result.paired[:shown].T.numpy(), s=10, color="C3", label="paired target 5 - x0", zorder=3)
+        ax.scatter(*result.ot_image[:shown].T.numpy(), s=14, color="C2", marker="x", label="OT image x0 + 5",
+                   zorder=3)
+        ax.set(title=f"network, {name}", aspect="equal", xlabel="first coordinate of x_t")
+        if k == 0:
+            ax.set_ylabel("second coordinate of x_t")
+            ax.legend(fontsize=8, loc="upper left")
+    ax = fig.add_subplot(grid[1, :])
+    for name, group in result.jacobian.groupby("run", sort=False):
+        inner = group[(group["t"] > 0.2) & (group["t"] < 0.8)]
+        ax.plot(inner["t"], inner["radial"], marker=".", label=f"network, {name}")
+    t = np.linspace(0.3, 0.7, 400)  # no point at 1/2, where the pair field is infinite
+    ax.plot(t, np.where(np.abs(1 - 2 * t) < 0.02, np.nan, -2 / (1 - 2 * t)), "k--", lw=1,
+            label="pair field -2/(1-2t)")
+    b = 1 - 2 * t
+    ax.plot(t, -2 * b / (b**2 + sigma**2), "k:", lw=1, label=f"noisy optimum, sigma={sigma:g}")
+    ax.set(xlabel="t", ylabel="radial rate tr J / 2 at the centre", ylim=(-40, 40))
+    ax.legend(fontsize=9, loc="lower right")
+    fig.subplots_adjust(top=0.95, bottom=0.07)
+    return fig
 
 
 def rotation_summary(result: RotationResult, sigma: float, *, turned: float = 0.5) -> str:

@@ -1346,8 +1346,10 @@ def collapse_time_rule(
               + ", ".join(f"{name} = {est:.3f} [{low:.3f}, {high:.3f}]" for name, (est, low, high) in exponents.items())
               + f" ({_parts_text(parts)})")
     return Finding("collapse-time", grade(parts, family == "gaussian"), number,
-                   f"parts: alpha, beta_n and beta_d each about 1/2 (95% interval meets [{0.5 - COLLAPSE_TOLERANCE:g}, "
-                   f"{0.5 + COLLAPSE_TOLERANCE:g}] and lies inside (0, 1)); the claimed data: Gaussian; " + GRADING)
+                   "exponents fitted freely, no constant fixed (the shape of the scaling, not the level of the "
+                   "time); parts: alpha, beta_n and beta_d each about 1/2 (95% interval meets "
+                   f"[{0.5 - COLLAPSE_TOLERANCE:g}, {0.5 + COLLAPSE_TOLERANCE:g}] and lies inside (0, 1)); "
+                   "the claimed data: Gaussian; " + GRADING)
 
 
 def gaussian_collapse_time(n: int, d: int, sigma: float) -> float:
