@@ -118,5 +118,9 @@ def test_recorded_tables_format_numbers_and_mark_gaps():
     text = _TableView(pd.DataFrame({"t*": ["0.31", "-inf", "nan"]}))
     assert ">-inf<" not in text._repr_html_() and text.note() == "\u2013 marks a value that is missing or not finite " \
         "(-inf or nan in t*)."
+    math = _TableView(pd.DataFrame({"L_CFM(v)": [1.0], "t_K": [0.9], "r^2": [0.5], "Lambda": [2.0], "a<b": [1]}))
+    heads = math._repr_html_().split("</thead>")[0]
+    for shown in ("L<sub>CFM</sub>(v)", "t<sub>K</sub>", "r<sup>2</sup>", "\N{GREEK CAPITAL LETTER LAMDA}", "a&lt;b"):
+        assert f'<th scope="col">{shown}</th>' in heads, shown  # math-like names typeset, text still escaped
     grouped = _TableView(pd.DataFrame({"t*": [float("-inf")], "low": [float("-inf")], "y": [float("nan")]}))
     assert grouped.note() == "\u2013 marks a value that is missing or not finite (-inf in t*, low; nan in y)."

@@ -142,6 +142,22 @@ def _header(name: Any) -> str:
     return str(name).replace("_", " ")
 
 
+_SUBSCRIPT = re.compile(r"\b([A-Za-z])_([A-Z]+|[A-Za-z0-9])\b")
+_SUPERSCRIPT = re.compile(r"\b([A-Za-z])\^([0-9])\b")
+_GREEK = {"Lambda": "\N{GREEK CAPITAL LETTER LAMDA}", "lambda": "\N{GREEK SMALL LETTER LAMDA}",
+          "sigma": "\N{GREEK SMALL LETTER SIGMA}", "tau": "\N{GREEK SMALL LETTER TAU}"}
+
+
+def _header_html(name: Any) -> str:
+    """A column name as HTML: math-like names typeset (``L_CFM`` with a subscript, ``r^2`` with a
+    superscript, ``Lambda`` as a Greek letter), other underscores as spaces (:func:`_header`)."""
+    text = html.escape(str(name))
+    text = _SUPERSCRIPT.sub(r"\1<sup>\2</sup>", text)
+    text = _SUBSCRIPT.sub(r"\1<sub>\2</sub>", text)
+    text = re.sub(r"\b(" + "|".join(_GREEK) + r")\b", lambda m: _GREEK[m.group(1)], text)
+    return text.replace("_", " ")
+
+
 class _TableView:
     """How a recorded table is shown: padded, numbers right-aligned with few digits, gaps as a dash.
 
@@ -179,7 +195,7 @@ class _TableView:
     def _repr_html_(self) -> str:
         frame = self._frame()
         levels = len(self.table.index.names) if self.index else 0
-        head = "".join(f'<th scope="col">{html.escape(_header(c))}</th>' for c in frame.columns)
+        head = "".join(f'<th scope="col">{_header_html(c)}</th>' for c in frame.columns)
         rows = []
         for record in frame.itertuples(index=False):
             cells = []
