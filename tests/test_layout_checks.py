@@ -106,9 +106,10 @@ def test_recorded_tables_format_numbers_and_mark_gaps():
     assert '<td class="fm-num">0.1235</td>' in markup and '<td class="fm-num">1e-7</td>' in markup
     assert '<td class="fm-num">2000</td>' in markup and '<td class="fm-text">gaussian</td>' in markup
     assert '<td class="fm-missing" title="-inf">\u2013</td>' in markup
-    assert '<td class="fm-missing" title="nan">\u2013</td>' in markup
+    assert '<td class="fm-missing" title="not available">\u2013</td>' in markup
     assert "inf<" not in markup.replace('title="-inf"', "") and ">nan<" not in markup
-    assert view.note() == "\u2013 marks a value that is missing or not finite (-inf in t star; nan in copy)."
+    assert view.note() == ("\u2013 marks a value that is not available or not finite "
+                           "(-inf in t star; not available in copy).")
     assert "\u2013" in repr(view) and "-inf" in repr(view)  # the text form carries the note too
     indexed = _TableView(pd.DataFrame({"d": [2, 8], "x": [1.0, 2.0]}).set_index("d"))._repr_html_()
     assert '<th scope="row" class="fm-num">2</th>' in indexed
@@ -116,11 +117,14 @@ def test_recorded_tables_format_numbers_and_mark_gaps():
     assert format_cell("0.0124") == ("0.0124", "num") and format_cell("\u22123e-5") == ("\u22123e-5", "num")
     assert format_cell("0.990 to 1.027") == ("0.990 to 1.027", "text") and format_cell("N = 2")[1] == "text"
     text = _TableView(pd.DataFrame({"t*": ["0.31", "-inf", "nan"]}))
-    assert ">-inf<" not in text._repr_html_() and text.note() == "\u2013 marks a value that is missing or not finite " \
-        "(-inf or nan in t*)."
-    math = _TableView(pd.DataFrame({"L_CFM(v)": [1.0], "t_K": [0.9], "r^2": [0.5], "Lambda": [2.0], "a<b": [1]}))
+    assert ">-inf<" not in text._repr_html_()
+    assert text.note() == "\u2013 marks a value that is not available or not finite (-inf or not available in t*)."
+    math = _TableView(pd.DataFrame({"L_CFM(v)": [1.0], "t_K": [0.9], "r^2": [0.5], "Lambda": [2.0], "a<b": [1],
+                                    "MMD2 to held-out": [0.1]}))
     heads = math._repr_html_().split("</thead>")[0]
-    for shown in ("L<sub>CFM</sub>(v)", "t<sub>K</sub>", "r<sup>2</sup>", "\N{GREEK CAPITAL LETTER LAMDA}", "a&lt;b"):
+    for shown in ("L<sub>CFM</sub>(v)", "t<sub>K</sub>", "r<sup>2</sup>", "\N{GREEK CAPITAL LETTER LAMDA}", "a&lt;b",
+                  "MMD<sup>2</sup> to held-out"):
         assert f'<th scope="col">{shown}</th>' in heads, shown  # math-like names typeset, text still escaped
     grouped = _TableView(pd.DataFrame({"t*": [float("-inf")], "low": [float("-inf")], "y": [float("nan")]}))
-    assert grouped.note() == "\u2013 marks a value that is missing or not finite (-inf in t*, low; nan in y)."
+    assert grouped.note() == ("\u2013 marks a value that is not available or not finite "
+                              "(-inf in t*, low; not available in y).")

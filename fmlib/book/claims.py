@@ -43,8 +43,7 @@ CLAIMS: dict[str, Claim] = {
         "and the FM loss E||v - u*||^2 differ by a constant that does not depend on the field v.",
     ),
     "memorisation": Claim(
-        _GAO, "abstract (the theorem on generation with the optimal field: its statement and number could not be "
-        "read in our copy)",
+        _GAO, "Theorem 4.6 and the abstract (the theorem's exact wording could not be read in our copy)",
         "Generating with the optimal velocity field from a Gaussian prior reproduces the training points: the "
         "generated samples memorise the real data.",
     ),

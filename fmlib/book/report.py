@@ -129,11 +129,12 @@ _NOT_FINITE_TEXT = {"nan", "inf", "+inf", "-inf", "infinity", "-infinity", "\u22
 
 
 def _raw_name(value: Any) -> str:
+    """What a dash stands for, in words a reader needs: "not available" (a missing value or NaN), "inf" or "-inf"."""
     if value is None or value is pd.NA:
-        return "nan"
+        return "not available"
     number = float(str(value).strip().replace("\u2212", "-")) if isinstance(value, str) else float(value)
     if math.isnan(number):
-        return "nan"
+        return "not available"
     return "-inf" if number < 0 else "inf"
 
 
@@ -155,6 +156,7 @@ def _header_html(name: Any) -> str:
     text = _SUPERSCRIPT.sub(r"\1<sup>\2</sup>", text)
     text = _SUBSCRIPT.sub(r"\1<sub>\2</sub>", text)
     text = re.sub(r"\b(" + "|".join(_GREEK) + r")\b", lambda m: _GREEK[m.group(1)], text)
+    text = re.sub(r"\bMMD2\b", "MMD<sup>2</sup>", text)  # the squared MMD, written MMD2 in plain text
     return text.replace("_", " ")
 
 
@@ -190,7 +192,7 @@ class _TableView:
         for column, kinds in gaps.items():
             columns_of.setdefault(" or ".join(kinds), []).append(column)
         where = "; ".join(f"{kind} in {', '.join(columns)}" for kind, columns in columns_of.items())
-        return f"{MISSING} marks a value that is missing or not finite ({where})."
+        return f"{MISSING} marks a value that is not available or not finite ({where})."
 
     def _repr_html_(self) -> str:
         frame = self._frame()
