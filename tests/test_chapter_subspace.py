@@ -25,6 +25,7 @@ def test_chapter_runs_with_tiny_parameters(quick_run):
     assert results["digits_centred_rank"] < 64 and results["digits_rank"] <= results["digits_centred_rank"] + 1
     assert results["L_cert"] >= results["L_est"] > 0, "the certified constant bounds the Jacobian estimate"
     assert results["ts_distance"] <= results["ts_bound"]
+    assert results["ts_count"] == 16 and isinstance(results["ts_count"], int), "a count reads '16', not '16.0'"
     grid = pd.read_csv(run.path / "tables" / "grid_table.csv")
     assert set(grid["net"]) == {"MLP", "OSDNet"} and np.isfinite(grid["off-span at t=1"]).all()
     law = pd.read_csv(run.path / "tables" / "law_table.csv")

@@ -52,6 +52,37 @@ def test_creation_rule_gives_each_verdict(field_stats, exact, verdict):
     assert finding.claim == "patch-creates" and "copies" in finding.number
 
 
+def test_creation_number_states_each_condition_and_which_fails():
+    """The default run's case: every copy condition holds and the distance misses 2x held-out by about 1%."""
+    field_stats = stats("patch 5x5", copies=0, batch=48, high=0.074, nn_train=5.16)
+    exact = stats("exact", copies=48, batch=48, low=0.926, high=1.0, nn_train=0.0)
+    finding = creation_rule("patch-creates", field_stats, exact, stats("held-out images", nn_train=2.55))
+    assert finding.verdict is Verdict.PARTLY
+    assert "upper 95% limit 0.074 <= 0.1: holds" in finding.number
+    assert "lower limit 0.926 >= 0.5: holds" in finding.number
+    assert "5.16 > 2 x held-out images' 2.55 = 5.10: fails by 1%" in finding.number
+    assert "(0.074 < 0.926): holds" in finding.number
+
+
+@pytest.mark.parametrize(
+    "field_stats, exact, fragments",
+    [
+        (stats(copies=0, high=0.06, nn_train=4.0), EXACT,
+         ["0.060 <= 0.1: holds", "4.00 <= 2 x held-out images' 3.00 = 6.00: holds"]),
+        (stats(copies=0, high=0.06, nn_train=9.0), EXACT, ["9.00 > 2 x held-out images' 3.00 = 6.00: fails by 50%"]),
+        (stats(copies=20, low=0.2, high=0.45), EXACT, ["0.450 > 0.1: fails", "(0.450 < 0.950): holds"]),
+        (stats(copies=0, high=0.06), stats("exact", copies=10, low=0.08, high=0.3), ["0.080 < 0.5: fails"]),
+        (stats(copies=60, low=0.85, high=0.99), EXACT, ["0.990 > 0.1: fails", "(0.990 >= 0.950): fails"]),
+        (stats(copies=0, high=0.06, nn_train=6.03), EXACT, ["6.03 > 2 x held-out images' 3.00 = 6.00: fails by 0.5%"]),
+    ],
+)
+def test_creation_number_on_contrary_data(field_stats, exact, fragments):
+    """Each condition's wording follows its own outcome (a number that always said "holds" would fail here)."""
+    number = creation_rule("patch-creates", field_stats, exact, REFERENCE).number
+    for fragment in fragments:
+        assert fragment in number, (fragment, number)
+
+
 def point(ratio, low=None, high=None, censored=0):
     low = ratio if low is None else low
     high = ratio if high is None else high
@@ -253,6 +284,23 @@ def test_tables_and_figures(comparison):
     result = gf.Speciation([point(1.0)], np.array([0.1, 0.5]), np.array([[0.5, 0.9]]), np.array([5.0]))
     assert len(gf.points_table(points)) == 2
     gf.figure_prediction(points, result)
+
+
+def test_sample_grid_has_no_frames_in_the_book_style(comparison):
+    """Fig 7.1's image cells: no spine, no tick (the book's style alone leaves an L of two spines), labels kept."""
+    import matplotlib as mpl
+    import matplotlib.pyplot as plt
+
+    from fmlib.plots import use_style
+
+    with mpl.rc_context():
+        use_style()
+        fig = gf.figure_samples(comparison, (1, 8, 8), columns=3)
+    for ax in fig.axes:
+        assert not any(spine.get_visible() for spine in ax.spines.values())
+        assert not ax.get_xticks().size and not ax.get_yticks().size
+    assert fig.axes[0].get_ylabel() == "exact (A)" and fig.axes[3].get_ylabel() == "exact (B)"
+    plt.close(fig)
 
 
 def test_where_copying_stops():

@@ -123,3 +123,53 @@ def test_zero_field_floor_mutation_a_student_that_never_trained():
     slack = np.median(frozen.bound_certified / frozen.distance)
     assert slack <= 10.0  # the bound alone would call it informative
     assert teacher_student_rule(frozen).verdict is Verdict.NOT_REPRODUCED
+
+
+class _ConstantCoefficient:
+    """An off-span field :math:`v = b\\, x / (1 - t)` with a constant b, measured off the span of e_1."""
+
+    def __init__(self, b):
+        self.b = b
+
+    def velocity(self, x, t):
+        return self.b * x / (1.0 - t)
+
+    def posterior_mean(self, x, t):
+        return x + (1.0 - t) * self.velocity(x, t)
+
+
+def test_off_span_at_one_is_small_for_an_unconverged_coefficient_so_the_rule_also_reads_b():
+    """Chapter 5, section (2): on the refined grid any b < 0 leaves little off-span part at t = 1.
+
+    b = -1/2 (half way to the optimum -1) passes the off-span criterion of ``off-subspace-decay``;
+    only the coefficient criterion max |b + 1| keeps the verdict at partly. A zero coefficient (no
+    decay learned, the mutation) keeps its whole off-span part.
+    """
+    from fmlib.experiments.subspace import off_subspace_decay_rule
+    from fmlib.metrics import off_span_trajectories
+
+    x0 = torch.randn(16, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    basis = torch.zeros(4, 1, dtype=torch.float64)
+    basis[0, 0] = 1.0
+    grid = time_grid(50, spacing="quadratic")
+    half_way = float(np.median(off_span_trajectories(_ConstantCoefficient(-0.5), x0, grid, basis).sample_ratio))
+    assert half_way < 0.05  # Euler on the grid: about 0.016 (b = -0.63 gives about 0.004)
+    assert off_subspace_decay_rule(half_way, 0.5, 0.5).verdict is Verdict.PARTLY
+    assert off_subspace_decay_rule(half_way, 0.5, 0.0).verdict is Verdict.REPRODUCED
+    none = float(np.median(off_span_trajectories(_ConstantCoefficient(0.0), x0, grid, basis).sample_ratio))
+    assert none == pytest.approx(1.0)
+
+
+def test_teacher_student_figure_names_its_quantity():
+    """Fig 5.3 left: the y axis says what the curves are (velocity norms) and their unit; both panels are drawn."""
+    import matplotlib.pyplot as plt
+
+    from fmlib.experiments.subspace import ERROR_AXIS_LABEL, figure_teacher_student
+
+    fig = figure_teacher_student(_result([2.0, 3.0], [1.5, 2.0], distance=(1.0, 0.5)))
+    left, right = fig.axes
+    assert left.get_ylabel() == ERROR_AXIS_LABEL and "velocity norm" in ERROR_AXIS_LABEL
+    assert "per unit t" in ERROR_AXIS_LABEL
+    assert len(left.get_lines()) == 2 and len(right.get_lines()) == 3
+    assert "Gronwall" in right.get_ylabel()
+    plt.close(fig)

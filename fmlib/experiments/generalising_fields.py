@@ -321,6 +321,18 @@ def ratio_range(points: Sequence[PredictionPoint]) -> str:
     return f"{min(ratios):.2f}" if len(ratios) == 1 else f"{min(ratios):.2f} to {max(ratios):.2f}"
 
 
+def _holds(condition: bool, value: float = math.nan, limit: float = math.nan) -> str:
+    """"holds" or "fails", with by how much ``value`` exceeds ``limit`` (in percent) when both are given."""
+    if condition:
+        return "holds"
+    if not (math.isfinite(value) and math.isfinite(limit)) or limit <= 0:
+        return "fails"
+    excess = 100.0 * (value / limit - 1.0)
+    if excess < 0.1:
+        return "fails by less than 0.1%"
+    return f"fails by {excess:.0f}%" if excess >= 1 else f"fails by {excess:.1f}%"
+
+
 def creation_rule(claim: str, field_stats: SampleStats, exact: SampleStats, reference: SampleStats) -> Finding:
     """The verdict on "this training-free field creates new samples", against the exact closed form.
 
@@ -333,17 +345,33 @@ def creation_rule(claim: str, field_stats: SampleStats, exact: SampleStats, refe
     * PARTLY: the field copies significantly less than the exact field (its upper limit below the
       exact field's lower limit), but not all of the above;
     * NOT_REPRODUCED: otherwise.
+
+    The distance condition asks whether the samples are near the data at all; the per-sample ratio
+    (distance to the training set over distance to the held-out set, :class:`SampleStats`) asks
+    whether they are nearer the training set than new data, and is about 1 for samples far from
+    every image too. :attr:`Finding.number` states each condition with its values and whether it
+    holds (a failed distance condition says by how much, in percent of its limit).
     """
-    near_data = field_stats.nn_train <= 2.0 * reference.nn_train
+    limit = 2.0 * reference.nn_train
+    near_data = field_stats.nn_train <= limit
     fewer = field_stats.copy_high < exact.copy_low
-    full = field_stats.copy_high <= 0.1 and exact.copy_low >= 0.5 and near_data
-    number = (f"{field_stats.label}: {field_stats.copies}/{field_stats.batch} copies "
-              f"(95% {field_stats.copy_low:.2f}-{field_stats.copy_high:.2f}); exact: {exact.copies}/{exact.batch}; "
-              f"median distance to the training set {field_stats.nn_train:.2f} (held-out images: "
-              f"{reference.nn_train:.2f})")
+    field_rare = field_stats.copy_high <= 0.1
+    exact_copies = exact.copy_low >= 0.5
+    full = field_rare and exact_copies and near_data
+    number = "; ".join([
+        f"{field_stats.label}: {field_stats.copies}/{field_stats.batch} copies, upper 95% limit "
+        f"{field_stats.copy_high:.3f} {'<=' if field_rare else '>'} 0.1: {_holds(field_rare)}",
+        f"exact field: {exact.copies}/{exact.batch}, lower limit {exact.copy_low:.3f} "
+        f"{'>=' if exact_copies else '<'} 0.5: {_holds(exact_copies)}",
+        f"median distance to the training set {field_stats.nn_train:.2f} {'<=' if near_data else '>'} 2 x held-out "
+        f"images' {reference.nn_train:.2f} = {limit:.2f}: {_holds(near_data, field_stats.nn_train, limit)}",
+        f"fewer copies than the exact field ({field_stats.copy_high:.3f} {'<' if fewer else '>='} "
+        f"{exact.copy_low:.3f}): {_holds(fewer)}",
+    ])
     rule = ("reproduced: copy fraction <= 0.1 (upper 95% limit), exact field >= 0.5 (lower limit), median distance "
-            "to the training set <= 2x that of held-out images; partly: significantly fewer copies than the exact "
-            "field; not reproduced: otherwise")
+            "to the training set <= 2x that of held-out images (nearness to the data, not the 'ratio' column); "
+            "partly: significantly fewer copies than the exact field (upper limit below the exact field's lower "
+            "limit); not reproduced: otherwise")
     verdict = Verdict.REPRODUCED if full else (Verdict.PARTLY if fewer else Verdict.NOT_REPRODUCED)
     return Finding(claim, verdict, number, rule)
 
@@ -809,6 +837,8 @@ def figure_samples(comparison: FieldComparison, image_shape: Sequence[int], colu
             axes[r, c].imshow(_as_image(images[c], image_shape), cmap="gray_r" if image_shape[0] == 1 else None)
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
+            for spine in axes[r, c].spines.values():  # no frame: the book's style keeps a bottom and a left spine
+                spine.set_visible(False)
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.subplots_adjust(left=0.22, wspace=0.05, hspace=0.08)
     return fig

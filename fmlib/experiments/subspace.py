@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,11 @@ from fmlib.teacher import ClosedFormTeacher
 from fmlib.theory import ACTIVATION_LIPSCHITZ, gronwall_endpoint_bound, mlp_lipschitz_bound
 from fmlib.train import TrainConfig, TrainedModel, train_or_load
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 __all__ = [
+    "ERROR_AXIS_LABEL",
     "LOSS_COLUMN",
     "SECONDS_COLUMN",
     "TEACHER_LOSS",
@@ -52,6 +57,7 @@ __all__ = [
     "TeacherStudent",
     "Trained",
     "coefficient_curve",
+    "figure_teacher_student",
     "generalisation_table",
     "jacobian_lipschitz_estimate",
     "make_setup",
@@ -388,6 +394,33 @@ def teacher_student_rule(result: TeacherStudent, *, informative: float = 10.0, r
         f"{informative:g}; partly if it is larger but the bound with the estimated L (not certified) holds on >= 95% "
         f"of trajectories with median <= {informative:g}; else not reproduced",
     )
+
+
+ERROR_AXIS_LABEL = "velocity norm (data units per unit t),\nmedian over trajectories"
+"""The y label of the left panel of :func:`figure_teacher_student`: the quantity both curves are, with its unit."""
+
+
+def figure_teacher_student(pair: TeacherStudent) -> Figure:
+    r"""Fig 5.3. Left: :math:`\varepsilon(t)` and the teacher's speed (velocity norms) against t, medians over
+    trajectories; right: per trajectory, the certified and the estimated bound against the endpoint distance."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    axes[0].plot(pair.times[:-1], pair.error[:-1], label="student's error $\\varepsilon(t) = \\|v_T - v_S\\|$")
+    if pair.speed is not None:
+        axes[0].plot(pair.times[:-1], pair.speed[:-1], "--", label="teacher's speed $\\|v_T\\|$ (scale)")
+    axes[0].set(xlabel="t", ylabel=ERROR_AXIS_LABEL, title="student's error along the teacher's path")
+    axes[0].legend(fontsize=10)
+    order = np.argsort(pair.distance)
+    for values, label in [(pair.bound_certified, f"bound, certified L = {pair.lipschitz_certified:.2f}"),
+                          (pair.bound_estimated, f"bound, estimated L = {pair.lipschitz_estimated:.2f}")]:
+        axes[1].semilogy(pair.distance[order], values[order], "o", ms=3, label=label)
+    lims = [pair.distance.min(), pair.distance.max()]
+    axes[1].semilogy(lims, lims, "k--", label="bound = distance")
+    axes[1].set(xlabel="|x_T(1) - x_S(1)|", ylabel="Gronwall bound (log scale)",
+                title="bound against the endpoint distance")
+    axes[1].legend(fontsize=10)
+    return fig
 
 
 @dataclass(frozen=True)
