@@ -77,9 +77,10 @@ def test_figure_draws_every_networks_trajectories_with_labelled_axes() -> None:
     assert top[0].get_ylabel() and rates.get_xlabel() == "t" and rates.get_ylabel()
     assert len(rates.lines) == len(names) + 2
     # every stand-in path ends at its OT image: all drawn green, and the legend says what the colours mean
-    assert {matplotlib.colors.to_hex(line.get_color()) for ax in top for line in ax.lines} == {"#2ca02c"}
-    labels = [t.get_text() for t in top[0].get_legend().get_texts()]
-    assert "ends >= 2x nearer its pair" in labels and "ends >= 2x nearer its OT image" in labels
+    green = matplotlib.colors.to_hex("C2")
+    assert {matplotlib.colors.to_hex(line.get_color()) for ax in top for line in ax.lines} == {green}
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "trajectory ends >= 2x nearer its pair" in labels and "trajectory ends >= 2x nearer its OT image" in labels
 
 
 def test_trajectories_are_coloured_by_where_they_end() -> None:
@@ -95,7 +96,8 @@ def test_trajectories_are_coloured_by_where_they_end() -> None:
     assert sides.tolist() == [1] * 4 + [-1] * 4 + [0] * 4
     fig = ex.figure_rotation(result, 0.05, shown=12)
     colours = [matplotlib.colors.to_hex(line.get_color()) for line in fig.axes[0].lines]
-    assert colours == ["#d62728"] * 4 + ["#2ca02c"] * 4 + ["#999999"] * 4
+    red, green, grey = (matplotlib.colors.to_hex(c) for c in ("C3", "C2", "0.6"))
+    assert colours == [red] * 4 + [green] * 4 + [grey] * 4
 
 
 def test_largest_radial_rate_reads_only_the_window_around_one_half() -> None:

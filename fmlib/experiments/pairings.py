@@ -784,7 +784,7 @@ def largest_radial_rate(result: RotationResult, low: float = 0.3, high: float = 
 
 
 _SIDE_COLOURS = {1: "C3", -1: "C2", 0: "0.6"}
-"""Trajectory colour by :func:`endpoint_sides`: red like the paired targets, green like the OT images, grey."""
+"""Trajectory colour by :func:`endpoint_sides`: that of the paired targets (C3), that of the OT images (C2), grey."""
 
 
 def endpoint_sides(x: Tensor, paired: Tensor, ot_partner: Tensor, *, margin: float = 2.0) -> Tensor:
@@ -800,7 +800,7 @@ def figure_rotation(result: RotationResult, sigma: float, *, shown: int = 40) ->
 
     Top row: the first ``shown`` Euler trajectories of each run (:attr:`RotationResult.trajectories`),
     with the paired targets :math:`5 - x_0` and the OT images :math:`x_0 + 5`; each trajectory coloured by
-    where it ends (:func:`endpoint_sides`: red nearer its pair, green nearer its OT image, grey neither).
+    where it ends (:func:`endpoint_sides`: C3 nearer its pair, C2 nearer its OT image, grey neither).
     Bottom: the radial rate at the moving centre of each network against t on [0.2, 0.8], beside the pair field's
     :math:`-2/(1 - 2t)` and the noisy optimum's :math:`-2b/(b^2 + \sigma^2)`, :math:`b = 1 - 2t`
     (constant schedule).
@@ -825,9 +825,10 @@ def figure_rotation(result: RotationResult, sigma: float, *, shown: int = 40) ->
             ax.set_ylabel("second coordinate of x_t")
             handles, _ = ax.get_legend_handles_labels()
             handles += [Line2D([], [], color=colour, lw=1.2, label=label) for colour, label in zip(
-                _SIDE_COLOURS.values(), ("ends >= 2x nearer its pair", "ends >= 2x nearer its OT image",
-                                         "ends near neither (within 2x)"), strict=True)]
-            ax.legend(handles=handles, fontsize=7, loc="upper left")
+                _SIDE_COLOURS.values(), ("trajectory ends >= 2x nearer its pair",
+                                         "trajectory ends >= 2x nearer its OT image",
+                                         "trajectory ends near neither (within 2x)"), strict=True)]
+            fig.legend(handles=handles, fontsize=9, loc="upper center", ncol=3, frameon=False)
     ax = fig.add_subplot(grid[1, :])
     for name, group in result.jacobian.groupby("run", sort=False):
         inner = group[(group["t"] > 0.2) & (group["t"] < 0.8)]
@@ -839,7 +840,7 @@ def figure_rotation(result: RotationResult, sigma: float, *, shown: int = 40) ->
     ax.plot(t, -2 * b / (b**2 + sigma**2), "k:", lw=1, label=f"noisy optimum, sigma={sigma:g}")
     ax.set(xlabel="t", ylabel="radial rate tr J / 2 at the centre", ylim=(-40, 40))
     ax.legend(fontsize=9, loc="lower right")
-    fig.subplots_adjust(top=0.95, bottom=0.07)
+    fig.subplots_adjust(top=0.9, bottom=0.07)
     return fig
 
 
