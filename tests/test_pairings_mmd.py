@@ -86,6 +86,7 @@ def _table(held: tuple[float, float], train: tuple[float, float], spread: float 
     return MixtureResult(table=pd.DataFrame({
         "d": [3, 3], "sigma": [0.0, 0.05], "mmd_held_out": list(held), "mmd_train": list(train),
         "mmd_spread": [spread] * 2, "mmd_train_new": [2e-3] * 2, "to_pair": [1.0] * 2, "nearest_ratio": [1.0] * 2,
+        "nearest_ratio_fresh": [1.0] * 2,
         "bandwidth": [1.0] * 2}), pairing="random")
 
 
@@ -98,3 +99,25 @@ def test_mixture_summary_says_whether_the_pattern_is_the_summarys() -> None:
     # only 5 times below: not orders of magnitude
     close = mixture_summary(_table((3e-3, 3e-3), (6e-4, 6e-4)), 0.05)
     assert "at both sigma: it holds in no d" in close and "two spreads: it holds in no d" in close
+
+
+def test_mixture_mmds_come_from_fresh_noise_not_from_the_training_sources(tmp_path, monkeypatch) -> None:
+    """Mutation: the MMDs computed from the endpoints of the training sources (the former, dependent comparison).
+    The fresh endpoints are replaced by far-away points: every MMD must see them, no distance to a target may."""
+    import fmlib.experiments.pairings as ex
+
+    calls, original = [], ex._endpoints
+
+    def endpoints(model, x0, steps, method="euler"):
+        calls.append(x0.clone())
+        x = original(model, x0, steps, method)
+        return x + 100.0 if x0.shape[0] == 14 else x  # the fresh sources (n_test = 14) land far away
+
+    monkeypatch.setattr(ex, "_endpoints", endpoints)
+    recipe = ex.Recipe(net_options={"width": 8, "depth": 1, "time_features": 0}, steps=2, batch_size=8,
+                       device="cpu", store=str(tmp_path))
+    table = ex.mixture_experiment([3], 10, 14, (0.0,), recipe, sample_steps=3).table.iloc[0]
+    assert [c.shape[0] for c in calls] == [10, 14]
+    assert not any(torch.equal(a, b) for a in calls[1] for b in calls[0])  # no training source among the fresh
+    assert table["mmd_held_out"] > 0.5 and table["mmd_train"] > 0.5 and table["nearest_ratio_fresh"] > 10
+    assert table["to_pair"] < 50 and table["nearest_ratio"] < 10  # these read the training sources' endpoints

@@ -722,7 +722,8 @@ class MixtureResult:
             an endpoint from a training source to its own target), ``nearest_ratio`` (median distance of the
             endpoints from the training sources to the nearest training target over that of held-out points,
             :func:`fmlib.generalisation.distance_to_training`: well below 1 when the training set is copied,
-            whatever the pairing), ``bandwidth``.
+            whatever the pairing), ``nearest_ratio_fresh`` (the same for the endpoints from fresh noise: well
+            above 1 when the network has learned its map only near the training sources), ``bandwidth``.
         pairing: how the pairs were formed.
     """
 
@@ -768,7 +769,8 @@ def mixture_experiment(
             rows.append({"d": d, "sigma": sigma, "mmd_held_out": mmd(y, held_out, bandwidth=h).mmd2,
                          "mmd_spread": spread, "mmd_train": mmd_to_training_set(y, x1, bandwidth=h),
                          "mmd_train_new": new, "to_pair": float((x - x1).norm(dim=1).mean()),
-                         "nearest_ratio": distance_to_training(x, x1, held_out).ratio, "bandwidth": h})
+                         "nearest_ratio": distance_to_training(x, x1, held_out).ratio,
+                         "nearest_ratio_fresh": distance_to_training(y, x1, held_out).ratio, "bandwidth": h})
     return MixtureResult(table=pd.DataFrame(rows), pairing=pairing)
 
 
@@ -924,7 +926,8 @@ def mixture_summary(result: MixtureResult, sigma: float, *, below: float = 10.0)
                      f"on average {clean['to_pair']:.2f} (sigma = 0) and {noisy['to_pair']:.2f} (sigma = {sigma:g}) "
                      f"from its own target, and these endpoints are {clean['nearest_ratio']:.2f} and "
                      f"{noisy['nearest_ratio']:.2f} times as far from the nearest training target as held-out "
-                     "points are")
+                     f"points are ({clean['nearest_ratio_fresh']:.2f} and {noisy['nearest_ratio_fresh']:.2f} for the "
+                     "endpoints from fresh noise)")
         first.append(all(below * float(r["mmd_train"]) <= float(r["mmd_held_out"]) > 2 * spread
                          for r in (clean, noisy)))
         second.append(float(noisy["mmd_train"]) - float(clean["mmd_train"]) > 2 * spread)
