@@ -59,6 +59,15 @@ def test_gaussian_variance_zero_only_for_the_pairings_own_field(variance: Gaussi
     assert pairing_zero_variance_rule(variance).verdict is Verdict.REPRODUCED
 
 
+def test_zero_variance_number_shows_numbers_not_python_lists(variance: GaussianVariance) -> None:
+    number = pairing_zero_variance_rule(variance).number
+    assert number.startswith("d = 2, 3: ") and "pairing's field at sigma 0.05 min trace" in number
+    assert "[" not in number and "]" not in number
+    clean = GaussianVariance(table=variance.table[variance.table["sigma"] == 0], samples=64, schedule="constant",
+                             angle=math.pi / 2)  # no sigma > 0 left: said so, not "[]"
+    assert "at sigma none > 0 min trace" in pairing_zero_variance_rule(clean).number
+
+
 def _with(table: pd.DataFrame, mask, **values) -> GaussianVariance:
     table = table.copy()
     for column, value in values.items():
@@ -369,13 +378,17 @@ def test_summaries_follow_the_numbers() -> None:
         in lost
 
     table = pd.DataFrame({"d": [3, 3], "sigma": [0.0, 0.05], "mmd_held_out": [1e-3, 2e-3], "mmd_train": [1e-6, 1e-5],
-                          "mmd_floor": [3e-4, 3e-4], "to_pair": [0.01, 0.5], "nearest_ratio": [0.1, 0.9],
+                          "mmd_spread": [3e-5, 3e-5], "mmd_train_new": [4e-4, 4e-4], "to_pair": [0.01, 0.5],
+                          "nearest_ratio": [0.1, 0.9], "nearest_ratio_fresh": [1.5, 2.5],
                           "bandwidth": [1.0, 1.0]})
     text = mixture_summary(MixtureResult(table=table, pairing="random"), 0.05)
-    assert "MMD2 to held-out data 1.0e-03 and to the training targets 1.0e-06 at sigma = 0" in text
-    assert "(2.0e-03 and 1.0e-05 at sigma = 0.05), against 3.0e-04" in text
+    assert "to held-out data 1.0e-03 at sigma = 0 and 2.0e-03 at sigma = 0.05" in text
+    assert "mixture 3.0e-05: both resolved), and to the training set 1.0e-06 and 1.0e-05, against 4.0e-04" in text
     assert "0.01 (sigma = 0) and 0.50 (sigma = 0.05)" in text
-    assert "0.10 (sigma = 0) and 0.90 (sigma = 0.05) times as far from the nearest training target" in text
+    assert "0.10 and 0.90 times as far from the nearest training target" in text
+    assert "(1.50 and 2.50 for the endpoints from fresh noise)" in text
+    assert "at both sigma: it holds in every d" in text  # the summary's pattern, both parts...
+    assert "more than two spreads: it holds in no d" in text  # ...except the rise: 9e-6 < 2 x 3e-5
 
 
 def test_shuffled_summary_names_neither_partner_and_a_move_toward_the_shuffled_pairs() -> None:
@@ -407,5 +420,9 @@ def test_training_experiments_fit_together(tmp_path) -> None:
     assert shuffled.endpoints[0.05].shape == (10, 64) and set(shuffled.distances) == {0.0, 0.05}
     mixtures = mixture_experiment([3], 10, 10, (0.0, 0.05), recipe, pairing="ot", sample_steps=3)
     assert list(mixtures.table["sigma"]) == [0.0, 0.05] and mixtures.pairing == "ot"
+    assert {"mmd_held_out", "mmd_spread", "mmd_train", "mmd_train_new", "nearest_ratio_fresh"} <= set(
+        mixtures.table.columns)
+    assert "mmd_floor" not in mixtures.table.columns  # the single draw is no yardstick; the spread replaced it
+    assert (mixtures.table["mmd_spread"] > 0).all()
     with pytest.raises(ValueError, match="name"):
         shuffled_experiment("moons", 10, (0.0,), recipe)

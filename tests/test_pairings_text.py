@@ -76,6 +76,28 @@ def test_figure_draws_every_networks_trajectories_with_labelled_axes() -> None:
         assert ax.get_xlabel()
     assert top[0].get_ylabel() and rates.get_xlabel() == "t" and rates.get_ylabel()
     assert len(rates.lines) == len(names) + 2
+    # every stand-in path ends at its OT image: all drawn green, and the legend says what the colours mean
+    green = matplotlib.colors.to_hex("C2")
+    assert {matplotlib.colors.to_hex(line.get_color()) for ax in top for line in ax.lines} == {green}
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "trajectory ends >= 2x nearer its pair" in labels and "trajectory ends >= 2x nearer its OT image" in labels
+
+
+def test_trajectories_are_coloured_by_where_they_end() -> None:
+    """Mutation: a colour that ignored the endpoint could not tell the three kinds apart."""
+    result = _rotation(["sigma=0"])
+    ts = result.ts[:, None, None].float()
+    x0 = result.x0.float()
+    ends = [5.0 - x0[:4], x0[4:8] + 5.0, x0[8:] + 0.0 * ts[-1]]  # to the pair, to the OT image, never moved
+    paths = torch.cat([(1 - ts) * x0[:4] + ts * ends[0], (1 - ts) * x0[4:8] + ts * ends[1],
+                       x0[8:].expand(len(result.ts), -1, -1)], dim=1)
+    result = dataclasses.replace(result, trajectories={"sigma=0": paths})
+    sides = ex.endpoint_sides(paths[-1], result.paired, result.ot_image)
+    assert sides.tolist() == [1] * 4 + [-1] * 4 + [0] * 4
+    fig = ex.figure_rotation(result, 0.05, shown=12)
+    colours = [matplotlib.colors.to_hex(line.get_color()) for line in fig.axes[0].lines]
+    red, green, grey = (matplotlib.colors.to_hex(c) for c in ("C3", "C2", "0.6"))
+    assert colours == [red] * 4 + [green] * 4 + [grey] * 4
 
 
 def test_largest_radial_rate_reads_only_the_window_around_one_half() -> None:
