@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import pickle
 
 import numpy as np
@@ -255,7 +256,16 @@ def test_hybrid_summary() -> None:
     late = _hybrid([0.0, 0.0, 0.0, 0.1, 0.9, 1.0])  # weight crossing 0.5 (see _hybrid), transition near 0.7
     assert "later than the time t = 0.50" in lf.hybrid_summary([late])
     never = _hybrid([0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
-    assert "beyond the last tau below 1" in lf.hybrid_summary([never])
+    assert lf.hybrid_summary([never]) == ("On x (d = 64) fewer than half of the hybrid samples are copies at every "
+                                          "tau below 1, and the largest weight along u* passes one half at t = 0.50.")
+    at_once = dataclasses.replace(never, transition=-math.inf, weight_crossing=math.inf)
+    assert lf.hybrid_summary([at_once]) == (
+        "On x (d = 64) half of the hybrid samples are copies already at the first tau, and the largest weight "
+        "along u* stays below one half up to the last t of the grid.")
+    unmeasured = dataclasses.replace(late, weight_crossing=-math.inf, transition=math.nan)
+    assert lf.hybrid_summary([unmeasured]) == (
+        "On x (d = 64) the hybrid's transition is not measured, and the largest weight along u* is above one half "
+        "already at the first t.")
 
 
 def test_hybrid_tau_rule_partly() -> None:

@@ -973,10 +973,7 @@ def hybrid_summary(curves: Sequence[HybridCurve]) -> str:
                              "can be read.")
             continue
         if not (math.isfinite(c.transition) and math.isfinite(c.weight_crossing)):
-            sentences.append(
-                f"{where} the hybrid's transition is {describe_crossing(c.transition)} and the weight crossing "
-                f"{describe_crossing(c.weight_crossing, 't')}."
-            )
+            sentences.append(f"{where} {_transition_clause(c.transition)}, and {_weight_clause(c.weight_crossing)}.")
             continue
         gap = c.transition - c.weight_crossing
         relation = "later than" if gap > 0.05 else ("earlier than" if gap < -0.05 else "close to")
@@ -985,6 +982,28 @@ def hybrid_summary(curves: Sequence[HybridCurve]) -> str:
             f"t = {c.weight_crossing:.2f} at which the largest weight along u* passes one half."
         )
     return " ".join(sentences)
+
+
+def _transition_clause(tau: float) -> str:
+    """The hybrid's transition (half of its samples copies) as a clause, censored or not."""
+    if math.isnan(tau):
+        return "the hybrid's transition is not measured"
+    if tau == math.inf:
+        return "fewer than half of the hybrid samples are copies at every tau below 1"
+    if tau == -math.inf:
+        return "half of the hybrid samples are copies already at the first tau"
+    return f"half of the hybrid samples are copies from tau = {tau:.2f} on"
+
+
+def _weight_clause(t: float) -> str:
+    """The time at which u*'s largest weight passes one half, as a clause, censored or not."""
+    if math.isnan(t):
+        return "the largest weight along u* is not measured"
+    if t == math.inf:
+        return "the largest weight along u* stays below one half up to the last t of the grid"
+    if t == -math.inf:
+        return "the largest weight along u* is above one half already at the first t"
+    return f"the largest weight along u* passes one half at t = {t:.2f}"
 
 
 def _hybrid_set(curve: HybridCurve) -> str:
