@@ -174,6 +174,27 @@ def test_capacity_rule_a_grid_that_does_not_bracket_the_transition() -> None:
         lf.describe_bracket([10, 20], [0.2])
 
 
+def test_describe_copying_and_distance_reads_each_from_n_on() -> None:
+    def outcomes(copies, ratios):
+        return [lf.Outcome(c, 0.0, r, 0.05, "MMD", 0.1, 0.01) for c, r in zip(copies, ratios, strict=True)]
+
+    sizes = [10, 30, 100, 300, 1000]
+    default = lf.describe_copying_and_distance(sizes, outcomes([0.43, 0.05, 0.0, 0.0, 0.0],
+                                                                [0.27, 0.65, 0.94, 1.22, 1.41]))
+    assert default == ("From n = 100 on no sample is a copy (distance ratio 0.94 at n = 100; copy fraction 0.05 at "
+                       "n = 30). From n = 300 on the samples are farther from the training set than held-out data "
+                       "are (distance ratio above 1: 1.22 at n = 300, 1.41 at n = 1000).")
+    # a ratio that dips back below 1 at the largest n is read from the end; copies that come back at the largest n
+    dips = lf.describe_copying_and_distance(sizes, outcomes([0.43, 0.0, 0.0, 0.0, 0.1], [0.27, 1.1, 1.2, 1.3, 0.9]))
+    assert dips.startswith("Some samples are copies at every n (copy fraction 0.10 at n = 1000, the largest).")
+    assert dips.endswith("stays at or below 1 up to the largest n (0.90 at n = 1000): the samples are no farther "
+                         "from the training set than held-out data are.")
+    at_once = lf.describe_copying_and_distance([10, 20], outcomes([0.0, 0.0], [1.2, 1.3]))
+    assert at_once.startswith("From n = 10 on no sample is a copy (distance ratio 1.20 at n = 10).")
+    with pytest.raises(ValueError, match="one length"):
+        lf.describe_copying_and_distance([10, 20], outcomes([0.0], [1.0]))
+
+
 def test_capacity_rule_mutation_a_crossing_at_the_first_n_counted_as_a_transition() -> None:
     """Mutation: reading 'the copy fraction falls below 1/2 somewhere' would pass the unbracketed grid."""
     unbracketed = _capacity([0.43, 0.05, 0.0], PEAKED)

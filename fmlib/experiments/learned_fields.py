@@ -80,6 +80,7 @@ __all__ = [
     "check_plan",
     "compare_losses",
     "describe_bracket",
+    "describe_copying_and_distance",
     "describe_crossing",
     "efm_enumeration",
     "efm_fid_rule",
@@ -803,6 +804,41 @@ def describe_bracket(sizes: Sequence[int], copies: Sequence[float]) -> str:
         return "not bracketed: " + "; ".join(missing)
     first = next(n for n, c in zip(sizes, copies, strict=True) if c < 0.5)
     return f"bracketed: first n below 1/2: {first}"
+
+
+def _from_on(values: Sequence[bool]) -> int | None:
+    """The first index from which every value holds (None when the last one does not)."""
+    k = len(values)
+    while k > 0 and values[k - 1]:
+        k -= 1
+    return None if k == len(values) else k
+
+
+def describe_copying_and_distance(sizes: Sequence[int], outcomes: Sequence[Outcome]) -> str:
+    """Two sentences for the prose: from which n no sample is a copy, and from which n samples lie farther from
+    the training set than held-out data do (distance ratio above 1), with the ratios that say it.
+
+    Each "from n on" holds at every larger n of the grid; a grid on which it never holds says so.
+    """
+    if len(sizes) != len(outcomes) or not sizes:
+        raise ValueError(f"sizes and outcomes must be non-empty and of one length, got {len(sizes)} and {len(outcomes)}")
+    copies = [o.copy_fraction for o in outcomes]
+    ratios = [o.distance_ratio for o in outcomes]
+    k = _from_on([c == 0 for c in copies])
+    if k is None:
+        copying = f"Some samples are copies at every n (copy fraction {copies[-1]:.2f} at n = {sizes[-1]}, the largest)."
+    else:
+        copying = (f"From n = {sizes[k]} on no sample is a copy (distance ratio {ratios[k]:.2f} at n = {sizes[k]}"
+                   + ("" if k == 0 else f"; copy fraction {copies[k - 1]:.2f} at n = {sizes[k - 1]}") + ").")
+    j = _from_on([r > 1 for r in ratios])
+    if j is None:
+        farther = (f"The distance ratio stays at or below 1 up to the largest n ({ratios[-1]:.2f} at n = {sizes[-1]}): "
+                   "the samples are no farther from the training set than held-out data are.")
+    else:
+        listed = ", ".join(f"{r:.2f} at n = {n}" for n, r in zip(sizes[j:], ratios[j:], strict=True))
+        farther = (f"From n = {sizes[j]} on the samples are farther from the training set than held-out data are "
+                   f"(distance ratio above 1: {listed}).")
+    return f"{copying} {farther}"
 
 
 def capacity_rule(capacity: Capacity) -> Finding:
