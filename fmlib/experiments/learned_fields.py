@@ -439,7 +439,7 @@ class EnumerationCheck:
 def efm_enumeration(
     *, n: int = 6, d: int = 3, pool_size: int = 3, t: float = 0.4, points: int = 8, seed: int = 0
 ) -> EnumerationCheck:
-    """The EFM target's bias and variance by exact enumeration on standard normal data (the notes' n, d, M, t).
+    """The EFM target's bias and variance by exact enumeration on standard normal data (a case small enough to enumerate).
 
     Each point is :math:`x = (1 - t) z + t y_k` on the path of a random training point.
     """
