@@ -439,7 +439,7 @@ class EnumerationCheck:
 def efm_enumeration(
     *, n: int = 6, d: int = 3, pool_size: int = 3, t: float = 0.4, points: int = 8, seed: int = 0
 ) -> EnumerationCheck:
-    """The EFM target's bias and variance by exact enumeration on standard normal data (a case small enough to enumerate).
+    """The EFM target's bias and variance by exact enumeration on standard normal data (small enough to enumerate).
 
     Each point is :math:`x = (1 - t) z + t y_k` on the path of a random training point.
     """
@@ -821,18 +821,20 @@ def describe_copying_and_distance(sizes: Sequence[int], outcomes: Sequence[Outco
     Each "from n on" holds at every larger n of the grid; a grid on which it never holds says so.
     """
     if len(sizes) != len(outcomes) or not sizes:
-        raise ValueError(f"sizes and outcomes must be non-empty and of one length, got {len(sizes)} and {len(outcomes)}")
+        raise ValueError(f"sizes and outcomes must be non-empty and of one length, got {len(sizes)}, {len(outcomes)}")
     copies = [o.copy_fraction for o in outcomes]
     ratios = [o.distance_ratio for o in outcomes]
     k = _from_on([c == 0 for c in copies])
     if k is None:
-        copying = f"Some samples are copies at every n (copy fraction {copies[-1]:.2f} at n = {sizes[-1]}, the largest)."
+        copying = (f"Some samples are copies at every n (copy fraction {copies[-1]:.2f} at n = {sizes[-1]}, the "
+                   "largest).")
     else:
         copying = (f"From n = {sizes[k]} on no sample is a copy (distance ratio {ratios[k]:.2f} at n = {sizes[k]}"
                    + ("" if k == 0 else f"; copy fraction {copies[k - 1]:.2f} at n = {sizes[k - 1]}") + ").")
     j = _from_on([r > 1 for r in ratios])
     if j is None:
-        farther = (f"The distance ratio stays at or below 1 up to the largest n ({ratios[-1]:.2f} at n = {sizes[-1]}): "
+        farther = (f"The distance ratio stays at or below 1 up to the largest n ({ratios[-1]:.2f} at n = {sizes[-1]}):"
+                   " "
                    "the samples are no farther from the training set than held-out data are.")
     else:
         listed = ", ".join(f"{r:.2f} at n = {n}" for n, r in zip(sizes[j:], ratios[j:], strict=True))

@@ -1036,11 +1036,14 @@ def dimension_sweep_rule(trends: Sequence[Trend]) -> Finding:
         f"{tr.narrows_in_t.rho:.2f}" for tr in trends)
     per_family = {"t* falls with d": [tr.moves.holds for tr in trends],
                   "width in log s falls with d": [tr.sharpens.holds for tr in trends]}
-    parts_text = "; ".join(
-        f"{name} in every family: {'yes' if parts[name] else 'no'}"
-        + ("" if len(trends) == 1 else " (" + ", ".join(
-            f"{tr.family.replace('_', ' ')} {'yes' if ok else 'no'}" for tr, ok in zip(trends, holds, strict=True)) + ")")
-        for name, holds in per_family.items())
+
+    def each(holds: list[bool]) -> str:
+        names = [tr.family.replace("_", " ") for tr in trends]
+        listed = ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in zip(names, holds, strict=True))
+        return "" if len(trends) == 1 else f" ({listed})"
+
+    parts_text = "; ".join(f"{name} in every family: {'yes' if parts[name] else 'no'}{each(holds)}"
+                           for name, holds in per_family.items())
     return Finding("dimension-sweep", grade(parts, on_claimed), f"{number} ({parts_text})",
                    f"parts: t* falls with d and the width in log s falls with d, each a Spearman correlation <= "
                    f"{FALLS_RHO} over >= {MIN_DIMENSIONS} dimensions, in every family; the claimed data: "
