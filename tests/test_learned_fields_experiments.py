@@ -572,3 +572,19 @@ def test_figures_label_both_quantities_and_keep_legends_off_the_data() -> None:
     legend = fig.axes[1].get_legend()
     assert legend is not None and legend.get_bbox_to_anchor().x0 >= fig.axes[1].bbox.x1  # beside the axes
     plt.close(fig)
+
+
+def test_fig_4_1_legend_reads_at_10_points_or_more_on_the_page() -> None:
+    """Shown at the page's width (7.5 inches), the legend of Fig 4.1 keeps at least 10 points (fails for a legend
+    set in 8 points, or for the figure drawn 10 inches wide)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fmlib.experiments import learned_fields_figures as lff
+    from tests.test_stochastic_target_figures import shown_legend_points
+
+    fig = lff.figure_efm_variance(_curve([[1.0, 1.0], [0.3, 0.5]]))
+    assert shown_legend_points(fig) >= 10
+    plt.close(fig)
