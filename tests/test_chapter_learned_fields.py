@@ -19,6 +19,8 @@ def test_chapter_runs_with_tiny_parameters(quick_run):
     claims = findings(run, {"efm-unbiased", "efm-fid", "capacity", "hybrid-tau"})
     assert results["enum_bias"] < 1e-9 < 0.1 < results["enum_bias_uniform"]
     assert results["enum_variance"] < results["enum_cfm_variance"]
+    assert (results["enum_n"], results["enum_d"], results["enum_m"], results["enum_t"]) == (6, 3, 3, 0.4)
+    assert "no sample is a copy" in results["capacity_copying"] or "copies at every n" in results["capacity_copying"]
     assert "MMD standing in for FID" in claims["efm-fid"]["number"]
     assert claims["efm-fid"]["verdict"] != "reproduced", "without FID features the claim can only partly reproduce"
     assert results["hybrid_tau"] != "not measured" and "largest weight along u*" in results["hybrid_summary"]

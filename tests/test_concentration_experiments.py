@@ -313,8 +313,28 @@ def test_dash_count_counts_only_censored_times():
     assert conc.dash_count(table.iloc[:1], table.iloc[:1]) == "none"
 
 
-def test_spaced_labels_leave_out_a_tick_label_that_would_touch_its_neighbour():
+def test_spaced_labels_lower_a_tick_label_that_would_touch_its_neighbour():
     from fmlib.experiments.concentration_figures import spaced_labels
 
-    assert spaced_labels([2, 8, 32, 128, 512, 2048, 4096]) == ["2", "8", "32", "128", "512", "2048", ""]
+    assert spaced_labels([2, 8, 32, 128, 512, 2048, 4096]) == ["2", "8", "32", "128", "512", "2048", "\n4096"]
+    assert spaced_labels([512, 1024, 2048, 4096]) == ["512", "\n1024", "2048", "\n4096"]
     assert spaced_labels([2, 8, 32]) == ["2", "8", "32"]
+
+
+def test_figures_label_every_tick_with_a_plain_number(measured):
+    """Fig 2.5's separations read 2, 3, 4 (not 2 x 10^0); Fig 2.6 labels every d it marks, the last one too."""
+    import matplotlib.pyplot as plt
+
+    from fmlib.experiments import concentration_figures as figs
+
+    heat = figs.figure_heat(measured, plane_summary(measured))
+    heat.canvas.draw()
+    ax = heat.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True) if t.get_text()]
+    assert labels and not any("times" in label or "^" in label for label in labels), labels
+    crowded = measure_grid(tiny_spec(dims=[2, 16]), progress=False)  # d = 8 and 16 side by side on the top right
+    gauss = figs.figure_gauss(crowded, gauss_summary(crowded))
+    gauss.canvas.draw()
+    for ax in gauss.axes[:2]:
+        assert all(t.get_text().strip() for t in ax.get_xticklabels()), [t.get_text() for t in ax.get_xticklabels()]
+    plt.close("all")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import pickle
 
 import numpy as np
@@ -173,6 +174,27 @@ def test_capacity_rule_a_grid_that_does_not_bracket_the_transition() -> None:
         lf.describe_bracket([10, 20], [0.2])
 
 
+def test_describe_copying_and_distance_reads_each_from_n_on() -> None:
+    def outcomes(copies, ratios):
+        return [lf.Outcome(c, 0.0, r, 0.05, "MMD", 0.1, 0.01) for c, r in zip(copies, ratios, strict=True)]
+
+    sizes = [10, 30, 100, 300, 1000]
+    default = lf.describe_copying_and_distance(sizes, outcomes([0.43, 0.05, 0.0, 0.0, 0.0],
+                                                                [0.27, 0.65, 0.94, 1.22, 1.41]))
+    assert default == ("From n = 100 on no sample is a copy (distance ratio 0.94 at n = 100; copy fraction 0.05 at "
+                       "n = 30). From n = 300 on the samples are farther from the training set than held-out data "
+                       "are (distance ratio above 1: 1.22 at n = 300, 1.41 at n = 1000).")
+    # a ratio that dips back below 1 at the largest n is read from the end; copies that come back at the largest n
+    dips = lf.describe_copying_and_distance(sizes, outcomes([0.43, 0.0, 0.0, 0.0, 0.1], [0.27, 1.1, 1.2, 1.3, 0.9]))
+    assert dips.startswith("Some samples are copies at every n (copy fraction 0.10 at n = 1000, the largest).")
+    assert dips.endswith("stays at or below 1 up to the largest n (0.90 at n = 1000): the samples are no farther "
+                         "from the training set than held-out data are.")
+    at_once = lf.describe_copying_and_distance([10, 20], outcomes([0.0, 0.0], [1.2, 1.3]))
+    assert at_once.startswith("From n = 10 on no sample is a copy (distance ratio 1.20 at n = 10).")
+    with pytest.raises(ValueError, match="one length"):
+        lf.describe_copying_and_distance([10, 20], outcomes([0.0], [1.0]))
+
+
 def test_capacity_rule_mutation_a_crossing_at_the_first_n_counted_as_a_transition() -> None:
     """Mutation: reading 'the copy fraction falls below 1/2 somewhere' would pass the unbracketed grid."""
     unbracketed = _capacity([0.43, 0.05, 0.0], PEAKED)
@@ -255,7 +277,16 @@ def test_hybrid_summary() -> None:
     late = _hybrid([0.0, 0.0, 0.0, 0.1, 0.9, 1.0])  # weight crossing 0.5 (see _hybrid), transition near 0.7
     assert "later than the time t = 0.50" in lf.hybrid_summary([late])
     never = _hybrid([0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
-    assert "beyond the last tau below 1" in lf.hybrid_summary([never])
+    assert lf.hybrid_summary([never]) == ("On x (d = 64) fewer than half of the hybrid samples are copies at every "
+                                          "tau below 1, and the largest weight along u* passes one half at t = 0.50.")
+    at_once = dataclasses.replace(never, transition=-math.inf, weight_crossing=math.inf)
+    assert lf.hybrid_summary([at_once]) == (
+        "On x (d = 64) half of the hybrid samples are copies already at the first tau, and the largest weight "
+        "along u* stays below one half up to the last t of the grid.")
+    unmeasured = dataclasses.replace(late, weight_crossing=-math.inf, transition=math.nan)
+    assert lf.hybrid_summary([unmeasured]) == (
+        "On x (d = 64) the hybrid's transition is not measured, and the largest weight along u* is above one half "
+        "already at the first t.")
 
 
 def test_hybrid_tau_rule_partly() -> None:
@@ -540,4 +571,20 @@ def test_figures_label_both_quantities_and_keep_legends_off_the_data() -> None:
     assert "dotted" not in fig.axes[0].get_xlabel()  # the legend explains the line styles, not the x-label
     legend = fig.axes[1].get_legend()
     assert legend is not None and legend.get_bbox_to_anchor().x0 >= fig.axes[1].bbox.x1  # beside the axes
+    plt.close(fig)
+
+
+def test_fig_4_1_legend_reads_at_10_points_or_more_on_the_page() -> None:
+    """Shown at the page's width (7.5 inches), the legend of Fig 4.1 keeps at least 10 points (fails for a legend
+    set in 8 points, or for the figure drawn 10 inches wide)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fmlib.experiments import learned_fields_figures as lff
+    from tests.test_stochastic_target_figures import shown_legend_points
+
+    fig = lff.figure_efm_variance(_curve([[1.0, 1.0], [0.3, 0.5]]))
+    assert shown_legend_points(fig) >= 10
     plt.close(fig)

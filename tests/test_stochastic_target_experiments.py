@@ -105,6 +105,20 @@ def test_dimension_sweep_rule_gives_each_verdict_and_grades_sharpening_in_log_sn
         st.dimension_sweep_rule([])
 
 
+def test_dimension_sweep_number_says_each_family_so_a_no_in_one_family_reads_as_such():
+    """The parts are conjunctions over families: the number names them ("in every family") and gives each one."""
+    patches = trend("image_patches", [0.3, 0.1, 0.03], [0.6, 0.4, 0.2])
+    gauss = trend("gaussian", [0.3, 0.1, 0.03], [0.2, 0.4, 0.6])  # t* falls, the width in log s rises
+    number = st.dimension_sweep_rule([patches, gauss]).number
+    assert "t* falls with d in every family: yes (image patches yes, gaussian yes)" in number
+    assert "width in log s falls with d in every family: no (image patches yes, gaussian no)" in number
+    swapped = st.dimension_sweep_rule([dataclasses.replace(patches, sharpens=gauss.sharpens),
+                                       dataclasses.replace(gauss, sharpens=patches.sharpens)]).number
+    assert "in every family: no (image patches no, gaussian yes)" in swapped
+    alone = st.dimension_sweep_rule([patches]).number
+    assert alone.endswith("(t* falls with d in every family: yes; width in log s falls with d in every family: yes)")
+
+
 def test_the_two_bertrand_rules_use_the_same_words_for_the_same_evidence():
     all_hold = ([0.3, 0.1, 0.03], [0.6, 0.4, 0.2])
     none_hold = ([0.03, 0.1, 0.3], [0.2, 0.4, 0.6])
@@ -347,8 +361,17 @@ def test_mutations_move_the_capacity_fit_out_of_the_chapter_test_s_ranges(monkey
 def test_the_book_says_when_a_measured_value_falls_outside_a_law_interval():
     laws = st.fit_laws(exact_law_grid(), ["gaussian"], min_d=16, n_boot=200)
     law_t = float(snr_to_time(math.sqrt(math.log(1000) / 256)))
-    assert laws.covers("gaussian", law_t, n=1000, d=256)["gaussian_power_cifar_covers"] == "inside"
-    assert set(laws.covers("gaussian", 0.9, n=1000, d=256).values()) == {"outside"}
+    inside = laws.covers("gaussian", law_t, law_t - 0.01, law_t + 0.01, n=1000, d=256)
+    assert inside["gaussian_power_cifar_covers"] == "inside"
+    assert inside["gaussian_power_cifar_overlap"] == "overlaps"
+    far = laws.covers("gaussian", 0.9, 0.85, 0.95, n=1000, d=256)
+    assert set(far.values()) == {"outside", "does not overlap"}
+    # the point outside, its interval reaching into the law's (Ch3 3.6: 0.016, 0.013 to 0.021 against 0.020 to 0.027)
+    _, law_low, law_high = laws.fits["gaussian", "power"].predict(1000, 256)
+    near = laws.covers("gaussian", law_low - 0.002, law_low - 0.005, law_low + 0.001, n=1000, d=256)
+    assert near["gaussian_power_cifar_covers"] == "outside" and near["gaussian_power_cifar_overlap"] == "overlaps"
+    above = laws.covers("gaussian", law_high + 0.002, law_high + 0.001, law_high + 0.005, n=1000, d=256)
+    assert above["gaussian_power_cifar_overlap"] == "does not overlap"
     values = laws.values()
     assert values["gaussian_exponents_containing_half"] == "3 of 3"
     assert values["gaussian_capacity_reference"].startswith("the interval of c excludes 1")  # c = 1/sqrt(2) here

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 
 from fmlib.experiments import stochastic_target as st
@@ -65,3 +66,48 @@ def test_a_short_log_axis_of_the_laws_figure_shows_several_labels(limits):
     assert len(after) >= 3, after
     if limits[1] / limits[0] < 10:  # the default labels one power of ten at most: the figure could not be read
         assert len(before) <= 1, before
+
+
+PAGE_INCHES = 7.5
+"""The book's text column (about 720 pixels at 96 per inch): a wider figure is shrunk on the page."""
+
+
+def shown_legend_points(fig) -> float:
+    """The smallest legend font size as the reader sees it: points times the shrinking to the page's width."""
+    fig.canvas.draw()
+    width = fig.get_tightbbox(fig.canvas.get_renderer()).width  # inches, as saved with bbox_inches="tight"
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    sizes = [text.get_fontsize() for legend in legends for text in legend.get_texts()]
+    assert sizes, "the figure has no legend"
+    return min(sizes) * min(1.0, PAGE_INCHES / width)
+
+
+def _tiny_grid(families=("image_patches", "gaussian"), dims=(12, 48, 192, 768, 3072)) -> st.Grid:
+    ts = np.linspace(0.01, 0.99, 9)
+    rows = [{"family": f, "d": d, "n": 100, "ts": ts, "fraction": ts ** (d / 1000), "t_star": 0.5}
+            for f in families for d in dims]
+    return st.Grid(pd.DataFrame(rows))
+
+
+def _tiny_losses(families=("gaussian", "image_patches", "digits"), dims=(3, 12, 48, 192, 768)) -> st.LossRatios:
+    ts = np.linspace(0.01, 0.99, 9)
+    return st.LossRatios(tuple(st.LossRatio(f, d, 100, ts, 1 - ts, np.full(9, 0.01), 0.3, 0.01, 1.0)
+                               for f in families for d in dims))
+
+
+def test_legends_of_figs_3_2_and_3_4_read_at_10_points_or_more_on_the_page():
+    fraction = figs.fraction_figure(_tiny_grid(), ["image_patches", "gaussian"], 100)
+    losses = figs.losses_figure(_tiny_losses())
+    assert shown_legend_points(fraction) >= 10
+    assert shown_legend_points(losses) >= 10
+    plt.close("all")
+
+
+def test_mutation_the_old_side_by_side_layout_shrinks_the_legends_below_10_points():
+    """Before the fix Fig 3.2 was two panels of 6.4 inches side by side with 8-point legends (about 4 on the page)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12.8, 4.2), layout="constrained")
+    for ax in axes:
+        ax.plot([0, 1], [0, 1], label="d = 3072")
+        ax.legend(fontsize=8)
+    assert shown_legend_points(fig) < 10
+    plt.close(fig)

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import LogFormatter
 from scipy import stats
 
 from fmlib.experiments.concentration import (
@@ -42,6 +43,7 @@ from fmlib.theory import (
 )
 
 __all__ = [
+    "PlainLogFormatter",
     "figure_digits",
     "figure_dims",
     "figure_gauss",
@@ -183,20 +185,29 @@ def figure_heat(measured: ConcentrationGrid, plane: PlaneSummary) -> Figure:
     ax.set(xscale="logit", yscale="log", xlabel="t", ylabel="separation $\\delta$",
            title=f"P[some point outweighs $y_k$], simplex of N = {spec.n_simplex}")
     ax.set_xlim(t_edges[0], t_edges[-1])
+    ax.yaxis.set_major_formatter(PlainLogFormatter())  # plain numbers (6, not 6 x 10^0)
+    ax.yaxis.set_minor_formatter(PlainLogFormatter(minor_thresholds=(2, 0.5)))
     legend = legend_below(ax, ncol=3)
     legend.get_frame().set_facecolor("0.85")
     legend.set_frame_on(True)
     return fig
 
 
+class PlainLogFormatter(LogFormatter):
+    """Labels the ticks of a log axis that :class:`~matplotlib.ticker.LogFormatter` labels, in plain numbers."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
 def spaced_labels(ticks: Sequence[float], min_ratio: float = 3.0) -> list[str]:
-    """Labels of the ticks of a log axis, left empty where a tick is within ``min_ratio`` of the last labelled one
-    (2048 and 4096 side by side would print as one number)."""
-    labels, last = [], -math.inf
+    """Labels of the ticks of a log axis, every tick labelled: a label within ``min_ratio`` of the last one on
+    its line goes one line lower (2048 and 4096 side by side would otherwise print as one number)."""
+    labels, last = [], [-math.inf, -math.inf]  # the last labelled tick on the first and on the second line
     for tick in ticks:
-        keep = math.log(tick) - last >= math.log(min_ratio)
-        labels.append(f"{tick:g}" if keep else "")
-        last = math.log(tick) if keep else last
+        line = 0 if math.log(tick) - last[0] >= math.log(min_ratio) else 1
+        labels.append("\n" * line + f"{tick:g}")
+        last[line] = math.log(tick)
     return labels
 
 

@@ -80,6 +80,7 @@ __all__ = [
     "check_plan",
     "compare_losses",
     "describe_bracket",
+    "describe_copying_and_distance",
     "describe_crossing",
     "efm_enumeration",
     "efm_fid_rule",
@@ -438,7 +439,7 @@ class EnumerationCheck:
 def efm_enumeration(
     *, n: int = 6, d: int = 3, pool_size: int = 3, t: float = 0.4, points: int = 8, seed: int = 0
 ) -> EnumerationCheck:
-    """The EFM target's bias and variance by exact enumeration on standard normal data (the notes' n, d, M, t).
+    """The EFM target's bias and variance by exact enumeration on standard normal data (small enough to enumerate).
 
     Each point is :math:`x = (1 - t) z + t y_k` on the path of a random training point.
     """
@@ -805,6 +806,43 @@ def describe_bracket(sizes: Sequence[int], copies: Sequence[float]) -> str:
     return f"bracketed: first n below 1/2: {first}"
 
 
+def _from_on(values: Sequence[bool]) -> int | None:
+    """The first index from which every value holds (None when the last one does not)."""
+    k = len(values)
+    while k > 0 and values[k - 1]:
+        k -= 1
+    return None if k == len(values) else k
+
+
+def describe_copying_and_distance(sizes: Sequence[int], outcomes: Sequence[Outcome]) -> str:
+    """Two sentences for the prose: from which n no sample is a copy, and from which n samples lie farther from
+    the training set than held-out data do (distance ratio above 1), with the ratios that say it.
+
+    Each "from n on" holds at every larger n of the grid; a grid on which it never holds says so.
+    """
+    if len(sizes) != len(outcomes) or not sizes:
+        raise ValueError(f"sizes and outcomes must be non-empty and of one length, got {len(sizes)}, {len(outcomes)}")
+    copies = [o.copy_fraction for o in outcomes]
+    ratios = [o.distance_ratio for o in outcomes]
+    k = _from_on([c == 0 for c in copies])
+    if k is None:
+        copying = (f"Some samples are copies at every n (copy fraction {copies[-1]:.2f} at n = {sizes[-1]}, the "
+                   "largest).")
+    else:
+        copying = (f"From n = {sizes[k]} on no sample is a copy (distance ratio {ratios[k]:.2f} at n = {sizes[k]}"
+                   + ("" if k == 0 else f"; copy fraction {copies[k - 1]:.2f} at n = {sizes[k - 1]}") + ").")
+    j = _from_on([r > 1 for r in ratios])
+    if j is None:
+        farther = (f"The distance ratio stays at or below 1 up to the largest n ({ratios[-1]:.2f} at n = {sizes[-1]}):"
+                   " "
+                   "the samples are no farther from the training set than held-out data are.")
+    else:
+        listed = ", ".join(f"{r:.2f} at n = {n}" for n, r in zip(sizes[j:], ratios[j:], strict=True))
+        farther = (f"From n = {sizes[j]} on the samples are farther from the training set than held-out data are "
+                   f"(distance ratio above 1: {listed}).")
+    return f"{copying} {farther}"
+
+
 def capacity_rule(capacity: Capacity) -> Finding:
     r"""Verdict on ``capacity``: copying stops as n grows, and the error to u* is largest near t ~ 0.2 and t ~ 0.9.
 
@@ -973,10 +1011,7 @@ def hybrid_summary(curves: Sequence[HybridCurve]) -> str:
                              "can be read.")
             continue
         if not (math.isfinite(c.transition) and math.isfinite(c.weight_crossing)):
-            sentences.append(
-                f"{where} the hybrid's transition is {describe_crossing(c.transition)} and the weight crossing "
-                f"{describe_crossing(c.weight_crossing, 't')}."
-            )
+            sentences.append(f"{where} {_transition_clause(c.transition)}, and {_weight_clause(c.weight_crossing)}.")
             continue
         gap = c.transition - c.weight_crossing
         relation = "later than" if gap > 0.05 else ("earlier than" if gap < -0.05 else "close to")
@@ -985,6 +1020,28 @@ def hybrid_summary(curves: Sequence[HybridCurve]) -> str:
             f"t = {c.weight_crossing:.2f} at which the largest weight along u* passes one half."
         )
     return " ".join(sentences)
+
+
+def _transition_clause(tau: float) -> str:
+    """The hybrid's transition (half of its samples copies) as a clause, censored or not."""
+    if math.isnan(tau):
+        return "the hybrid's transition is not measured"
+    if tau == math.inf:
+        return "fewer than half of the hybrid samples are copies at every tau below 1"
+    if tau == -math.inf:
+        return "half of the hybrid samples are copies already at the first tau"
+    return f"half of the hybrid samples are copies from tau = {tau:.2f} on"
+
+
+def _weight_clause(t: float) -> str:
+    """The time at which u*'s largest weight passes one half, as a clause, censored or not."""
+    if math.isnan(t):
+        return "the largest weight along u* is not measured"
+    if t == math.inf:
+        return "the largest weight along u* stays below one half up to the last t of the grid"
+    if t == -math.inf:
+        return "the largest weight along u* is above one half already at the first t"
+    return f"the largest weight along u* passes one half at t = {t:.2f}"
 
 
 def _hybrid_set(curve: HybridCurve) -> str:

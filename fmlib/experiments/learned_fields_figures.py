@@ -25,11 +25,11 @@ __all__ = ["figure_capacity", "figure_efm_variance", "figure_hybrid"]
 
 def figure_efm_variance(curve: VarianceCurve) -> Figure:
     """Variance ratio EFM / CFM against t (log scale), with standard errors, one curve per M."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fig, ax = plt.subplots(figsize=(5.4, 3.4))
     for i, m in enumerate(curve.pool_sizes):
         ax.errorbar(curve.ts, curve.ratio[i], yerr=curve.se[i], marker="o", ms=3, capsize=2, label=f"M = {m}")
     ax.set(xlabel="t", ylabel="variance of EFM / of CFM", yscale="log")
-    legend_outside(ax, title="pool size")
+    legend_outside(ax, title="pool size", fontsize=11, title_fontsize=11)
     return fig
 
 

@@ -1034,7 +1034,17 @@ def dimension_sweep_rule(trends: Sequence[Trend]) -> Finding:
         f"{tr.family.replace('_', ' ')} (n = {tr.n}, {tr.moves.dimensions} dimensions >= {tr.min_d}): rank "
         f"correlation with d of t* {tr.moves.rho:.2f}, of the width in log s {tr.sharpens.rho:.2f}, in t "
         f"{tr.narrows_in_t.rho:.2f}" for tr in trends)
-    return Finding("dimension-sweep", grade(parts, on_claimed), f"{number} ({_parts_text(parts)})",
+    per_family = {"t* falls with d": [tr.moves.holds for tr in trends],
+                  "width in log s falls with d": [tr.sharpens.holds for tr in trends]}
+
+    def each(holds: list[bool]) -> str:
+        names = [tr.family.replace("_", " ") for tr in trends]
+        listed = ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in zip(names, holds, strict=True))
+        return "" if len(trends) == 1 else f" ({listed})"
+
+    parts_text = "; ".join(f"{name} in every family: {'yes' if parts[name] else 'no'}{each(holds)}"
+                           for name, holds in per_family.items())
+    return Finding("dimension-sweep", grade(parts, on_claimed), f"{number} ({parts_text})",
                    f"parts: t* falls with d and the width in log s falls with d, each a Spearman correlation <= "
                    f"{FALLS_RHO} over >= {MIN_DIMENSIONS} dimensions, in every family; the claimed data: "
                    f"Imagenette; " + GRADING)
@@ -1260,13 +1270,20 @@ class LawFits:
                 else "contains"}
         return out
 
-    def covers(self, family: str, t_star: float, n: int = CIFAR_N, d: int = CIFAR_D) -> dict[str, str]:
-        """Whether each law's predicted interval at (n, d) holds a measured ``t_star``: ``FAMILY_LAW_cifar_covers``."""
+    def covers(self, family: str, t_star: float, t_low: float, t_high: float, n: int = CIFAR_N,
+               d: int = CIFAR_D) -> dict[str, str]:
+        """A measured ``t_star`` (interval ``t_low`` to ``t_high``) against each law's predicted interval at (n, d).
+
+        ``FAMILY_LAW_cifar_covers``: "inside" or "outside", whether the law's interval holds the measured
+        *point*; ``FAMILY_LAW_cifar_overlap``: "overlaps" or "does not overlap", whether the two intervals share
+        a value (a point outside the law's interval can still have an interval that overlaps it).
+        """
         out = {}
         for law in LAWS:
             fit = self.fits.get((family, law))
             _, low, high = fit.predict(n, d) if fit else (math.nan,) * 3
             out[f"{family}_{law}_cifar_covers"] = "inside" if low <= t_star <= high else "outside"
+            out[f"{family}_{law}_cifar_overlap"] = "overlaps" if t_low <= high and low <= t_high else "does not overlap"
         return out
 
     def collapse_finding(self) -> Finding | None:

@@ -27,7 +27,7 @@ from fmlib.experiments.stochastic_target import (
     feature_of_rate,
 )
 from fmlib.path import time_to_snr
-from fmlib.plots import legend_outside
+from fmlib.plots import legend_below, legend_outside
 
 __all__ = ["fraction_figure", "histogram_figure", "laws_figure", "losses_figure", "readable_log_axis"]
 
@@ -40,6 +40,12 @@ def _logit_time_axis(ax: object, ticks: Sequence[float] = (0.001, 0.01, 0.1, 0.5
     ax.set_xticks(list(ticks), labels=[f"{t:g}" for t in ticks])
     ax.xaxis.set_minor_formatter(NullFormatter())
 
+
+PAGE_WIDTH = 7.2
+"""Width in inches of the figures drawn at the page's width (the book's text column), not shrunk on the page."""
+
+LEGEND_SIZE = 11
+"""Legend font size in points of the figures drawn at :data:`PAGE_WIDTH`."""
 
 HISTOGRAM_BINS = np.linspace(-1.0, 1.0, 41)
 """Bin edges of :func:`histogram_figure`: 40 bins of width 0.05 over [-1, 1]."""
@@ -92,12 +98,13 @@ def histogram_figure(panels: dict[str, PointMeasurement], times: Sequence[float]
 
 def fraction_figure(grid: Grid, families: Sequence[str], n: int, *, level: float = 0.5, threshold: float = 0.9
                     ) -> Figure:
-    """F against t (logit axis, i.e. log-SNR spacing), one panel per family and one curve per d, at n points."""
+    """F against t (logit axis, i.e. log-SNR spacing), one panel per family (one above the other, so that the
+    figure keeps the page's width and its legends their size) and one curve per d, at n points."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, max(len(families), 1), figsize=(6.4 * max(len(families), 1), 4.2), squeeze=False,
-                             layout="constrained")
-    for ax, family in zip(axes[0], families, strict=False):
+    rows = max(len(families), 1)
+    fig, axes = plt.subplots(rows, 1, figsize=(PAGE_WIDTH, 3.4 * rows), squeeze=False, layout="constrained")
+    for ax, family in zip(axes[:, 0], families, strict=False):
         sub = grid.of(family, n=n)
         colours = plt.cm.viridis(np.linspace(0, 0.9, max(len(sub), 1)))
         for colour, (_, r) in zip(colours, sub.iterrows(), strict=False):
@@ -108,7 +115,7 @@ def fraction_figure(grid: Grid, families: Sequence[str], n: int, *, level: float
         _logit_time_axis(ax)
         ax.set(xlabel="t (logit scale: even steps in log-SNR)", ylabel=f"fraction with cosine > {threshold}",
                ylim=(-0.02, 1.02), title=f"{family.replace('_', ' ')}, n = {n}")
-        legend_outside(ax, fontsize=8, frameon=False)
+        legend_outside(ax, fontsize=LEGEND_SIZE, frameon=False)
     return fig
 
 
@@ -163,8 +170,11 @@ def losses_figure(ratios: LossRatios) -> Figure:
     import matplotlib.pyplot as plt
 
     families = ratios.families()
-    fig, axes = plt.subplots(1, len(families) + 1, figsize=(4.6 * (len(families) + 1), 4.0), squeeze=False,
-                             layout="constrained")
+    rows = math.ceil((len(families) + 1) / 2)  # two panels a row, so that the figure keeps the page's width
+    fig, grid_axes = plt.subplots(rows, 2, figsize=(PAGE_WIDTH, 3.9 * rows), squeeze=False, layout="constrained")
+    axes = grid_axes.reshape(1, -1)
+    for ax in axes[0, len(families) + 1:]:
+        ax.set_axis_off()
     for ax, family in zip(axes[0], families, strict=False):
         rs = ratios.of(family)
         colours = plt.cm.viridis(np.linspace(0, 0.9, len(rs)))
@@ -173,13 +183,13 @@ def losses_figure(ratios: LossRatios) -> Figure:
         _logit_time_axis(ax, (0.01, 0.1, 0.5, 0.9, 0.99))
         ax.set(xlabel="t (logit scale)", ylabel="R(t)", ylim=(-0.02, 1.02),
                title=f"{family.replace('_', ' ')}, n = {rs[0].n}")
-        legend_outside(ax, loc="lower", fontsize=11, frameon=False)
-    ax = axes[0, -1]
+        legend_below(ax, ncol=2, fontsize=LEGEND_SIZE)
+    ax = axes[0, len(families)]
     for i, family in enumerate(families):
         rs = ratios.of(family)
         ax.errorbar([r.d for r in rs], [r.overall for r in rs], yerr=[2 * r.overall_se for r in rs], fmt="o-",
                     color=f"C{i}", ms=4, label=family.replace("_", " "))
     ax.axhline(LOSS_RATIO_SMALL, color="gray", ls="--", lw=0.8)
     ax.set(xscale="log", xlabel="d", ylabel="R, t ~ U(0, 1)", title="over t, against d")
-    legend_outside(ax, loc="lower", fontsize=11, frameon=False)
+    legend_below(ax, ncol=1, fontsize=LEGEND_SIZE)
     return fig
