@@ -7,17 +7,23 @@ queries as points), in the same dtype, each warmed up once, then timed alternate
 and summarised by medians; the printed ratio (basis / closed-form pass) is the result (absolute
 times vary with the load). The ``path`` column says which way the basis was computed; the last
 cases are full-rank Gaussian data, where no sketch can be certified and the exact fallback runs.
-Run: ``python benchmarks/span_basis.py [--rounds R]``.
+Run: ``python benchmarks/span_basis.py [--rounds R] [--markdown OUT.md]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from closed_form import machine_line  # the benchmarks share one machine description
 
 from fmlib.closed_form import ClosedFormField
 from fmlib.data import make_dataset
@@ -27,9 +33,11 @@ from fmlib.osdnet import span_basis, span_svd
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--markdown", default="", help="also write the table to this markdown file")
     args = parser.parse_args()
-    print("| data | dtype | n | d | k | path | basis / closed-form pass |")
-    print("|---|---|---|---|---|---|---|")
+    lines = [f"{machine_line(torch.device('cpu'))}; {args.rounds} rounds, medians", "",
+             "| data | dtype | n | d | k | path | basis / closed-form pass |", "|---|---|---|---|---|---|---|"]
+    print("\n".join(lines))
     cases = [("subspace", 512, 256, 8), ("subspace", 4096, 256, 8), ("subspace", 2048, 1024, 32),
              ("digits", 1797, 64, 0), ("gaussian", 512, 256, 8), ("gaussian", 2048, 1024, 0)]
     for (name, n, d, k), dtype in itertools.product(cases, (torch.float32, torch.float64)):
@@ -47,7 +55,12 @@ def main() -> None:
             field.velocity(x, 0.5)
             pass_times.append(time.perf_counter() - start)
         ratio = statistics.median(svd_times) / statistics.median(pass_times)
-        print(f"| {name} | {str(dtype)[6:]} | {n} | {data.shape[1]} | {k or 'rank'} | {path} | {ratio:.2f} |")
+        lines.append(f"| {name} | {str(dtype)[6:]} | {n} | {data.shape[1]} | {k or 'rank'} | {path} | {ratio:.2f} |")
+        print(lines[-1])
+    lines += ["", f"1-minute load average {os.getloadavg()[0]:.1f} (other jobs may share this machine)."]
+    print(lines[-1])
+    if args.markdown:
+        Path(args.markdown).write_text("# Span basis against one closed-form pass\n\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
