@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import ot
 import torch
 from torch import Tensor
 
@@ -348,6 +347,8 @@ def minibatch_ot(x0: Tensor, x1: Tensor) -> Tensor:
     Returns:
         (B, d) the rows of ``x1`` re-ordered so that row i is the partner of ``x0[i]``.
     """
+    import ot  # POT takes over a second to import; only this function needs it, so fmlib's start-up does not
+
     x0 = check_batch(x0, "x0")
     x1 = check_same_shape(check_batch(x1, "x1"), x0, "x1", "x0")
     a = x0.detach().double().cpu().numpy()

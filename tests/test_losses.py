@@ -193,9 +193,10 @@ def test_exact_moments_errors() -> None:
 
 def test_a_fresh_process_knows_every_registered_loss_coupling_and_net():
     """A stored OSDNet or paired model must load where only fmlib.train is imported (fmlib/__init__ registers them)."""
-    code = ("import json, fmlib.train, fmlib.losses as l, fmlib.nets as n; "
-            "print(json.dumps([sorted(l.LOSSES), sorted(l.BATCH_COUPLINGS), sorted(n.NETS)]))")
+    code = ("import json, sys, fmlib.train, fmlib.losses as l, fmlib.nets as n; "
+            "print(json.dumps([sorted(l.LOSSES), sorted(l.BATCH_COUPLINGS), sorted(n.NETS), 'ot' in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    losses, couplings, nets = json.loads(out)
+    losses, couplings, nets, pot_imported = json.loads(out)
+    assert not pot_imported, "POT (over a second to import) is imported by minibatch OT only, not at start-up"
     assert {"cfm", "efm", "paired", "closed-form-teacher"} <= set(losses)
     assert {"independent", "minibatch-ot"} <= set(couplings) and {"mlp", "unet", "osdnet"} <= set(nets)
