@@ -1011,7 +1011,8 @@ def hybrid_summary(curves: Sequence[HybridCurve]) -> str:
                              "can be read.")
             continue
         if not (math.isfinite(c.transition) and math.isfinite(c.weight_crossing)):
-            sentences.append(f"{where} {_transition_clause(c.transition)}, and {_weight_clause(c.weight_crossing)}.")
+            sentences.append(f"{where} {_crossing_clause('transition', c.transition)}, and "
+                             f"{_crossing_clause('weight', c.weight_crossing)}.")
             continue
         gap = c.transition - c.weight_crossing
         relation = "later than" if gap > 0.05 else ("earlier than" if gap < -0.05 else "close to")
@@ -1022,26 +1023,26 @@ def hybrid_summary(curves: Sequence[HybridCurve]) -> str:
     return " ".join(sentences)
 
 
-def _transition_clause(tau: float) -> str:
-    """The hybrid's transition (half of its samples copies) as a clause, censored or not."""
-    if math.isnan(tau):
-        return "the hybrid's transition is not measured"
-    if tau == math.inf:
-        return "fewer than half of the hybrid samples are copies at every tau below 1"
-    if tau == -math.inf:
-        return "half of the hybrid samples are copies already at the first tau"
-    return f"half of the hybrid samples are copies from tau = {tau:.2f} on"
+_CLAUSES = {
+    "transition": ("the hybrid's transition is not measured",
+                   "fewer than half of the hybrid samples are copies at every tau below 1",
+                   "half of the hybrid samples are copies already at the first tau",
+                   "half of the hybrid samples are copies from tau = {:.2f} on"),
+    "weight": ("the largest weight along u* is not measured",
+               "the largest weight along u* stays below one half up to the last t of the grid",
+               "the largest weight along u* is above one half already at the first t",
+               "the largest weight along u* passes one half at t = {:.2f}"),
+}
+"""Per crossing of :func:`hybrid_summary`: its clause when not measured (NaN), never crossed (+inf),
+crossed already at the start (-inf), and crossed at a time (the censoring of :func:`fmlib.stats.crossing_time`)."""
 
 
-def _weight_clause(t: float) -> str:
-    """The time at which u*'s largest weight passes one half, as a clause, censored or not."""
-    if math.isnan(t):
-        return "the largest weight along u* is not measured"
-    if t == math.inf:
-        return "the largest weight along u* stays below one half up to the last t of the grid"
-    if t == -math.inf:
-        return "the largest weight along u* is above one half already at the first t"
-    return f"the largest weight along u* passes one half at t = {t:.2f}"
+def _crossing_clause(kind: str, time: float) -> str:
+    """The clause of :data:`_CLAUSES` for crossing ``kind`` at ``time``, censored or not."""
+    missing, never, already, at = _CLAUSES[kind]
+    if math.isnan(time):
+        return missing
+    return never if time == math.inf else already if time == -math.inf else at.format(time)
 
 
 def _hybrid_set(curve: HybridCurve) -> str:
