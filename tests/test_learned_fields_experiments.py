@@ -37,6 +37,16 @@ def split() -> lf.DataSplit:
     return lf.load_split("digits", held_out=100, seed=0)
 
 
+def tiny_recipe(store: str) -> lf.TrainingRecipe:
+    """The small trained network of the mutation tests (width 32, 300 steps): clean and mutated runs alike.
+
+    A mutated run must use its own store: the checkpoint key does not see a monkeypatch, so it would
+    otherwise load the clean network.
+    """
+    return lf.TrainingRecipe(net_options={"width": 32, "depth": 2}, steps=300, store=store, device="cpu",
+                             progress=False)
+
+
 @pytest.fixture
 def recipe(tmp_path) -> lf.TrainingRecipe:
     return lf.TrainingRecipe(
@@ -119,8 +129,7 @@ def test_efm_fid_mutation_untrained_networks_void_the_comparison(split, tmp_path
     x0 = lf.noises(32, split.d, 1)
 
     def verdict(store: str) -> lf.Finding:
-        recipe = lf.TrainingRecipe(net_options={"width": 32, "depth": 2}, steps=300, store=store, device="cpu",
-                                   progress=False)
+        recipe = tiny_recipe(store)
         return lf.efm_fid_rule(lf.compare_losses(recipe, split, n=30, pool_sizes=[1, 4], x0=x0, sample_steps=10))
 
     assert verdict(str(tmp_path / "clean")).verdict is Verdict.PARTLY  # MMD stands in for FID
@@ -250,8 +259,7 @@ def test_hybrid_floor_mutation_a_network_that_never_trained(split, tmp_path, mon
     x0 = lf.noises(32, split.d, 1)
 
     def curve(store: str) -> lf.HybridCurve:
-        recipe = lf.TrainingRecipe(net_options={"width": 32, "depth": 2}, steps=300, store=store, device="cpu",
-                                   progress=False)
+        recipe = tiny_recipe(store)
         model = recipe.train(split, 30)
         return lf.hybrid_sweep(model, lf.training_rows(split, 30), split.held_out, x0, taus=[0.0, 0.5, 1.0],
                                steps=10, name="digits")
@@ -393,8 +401,7 @@ def test_capacity_mutation_an_optimiser_that_never_steps(split, tmp_path, monkey
     ts = [0.02, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
 
     def sweep(store: str) -> lf.Capacity:
-        recipe = lf.TrainingRecipe(net_options={"width": 32, "depth": 2}, steps=300, store=store, device="cpu",
-                                   progress=False)
+        recipe = tiny_recipe(store)
         return lf.capacity_sweep(recipe, split, sizes=[10, 30], x0=x0, ts=ts, sample_steps=10, error_draws=64)
 
     clean = sweep(str(tmp_path / "clean"))
