@@ -191,7 +191,9 @@ def span_svd(data: Tensor, k: int | None = None, *, rtol: float | None = None) -
         if sketch is not None:
             vectors, sigma = sketch
             return SpanSVD(vectors, sigma, int((sigma > rtol * sigma[0]).sum()), rtol, sketched=True)
-        width = 2 * width if k is None else min(n, d)
+        if k is not None:  # k + 8 columns did not hold the data: their rank is above the sketch's
+            break
+        width *= 2
     vectors, sigma = _exact_span(x, rtol=rtol, gram=rtol >= _GRAM_RTOL)
     return SpanSVD(vectors, sigma, int((sigma > rtol * sigma[0]).sum()), rtol, sketched=False)
 

@@ -128,7 +128,7 @@ _NUMBER_TEXT = re.compile(r"[-+\u2212]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?( ?%)?"
 _NOT_FINITE_TEXT = {"nan", "inf", "+inf", "-inf", "infinity", "-infinity", "\u2212inf"}
 
 
-def _raw_name(value: Any) -> str:
+def _gap_word(value: Any) -> str:
     """What a dash stands for, in words a reader needs: "not available" (a missing value or NaN), "inf" or "-inf"."""
     if value is None or value is pd.NA:
         return "not available"
@@ -184,8 +184,8 @@ class _TableView:
             for value in self._frame()[column]:
                 if format_cell(value)[1] == "missing":
                     kinds = gaps.setdefault(_header(column), [])
-                    if _raw_name(value) not in kinds:
-                        kinds.append(_raw_name(value))
+                    if _gap_word(value) not in kinds:
+                        kinds.append(_gap_word(value))
         if not gaps:
             return ""
         columns_of: dict[str, list[str]] = {}
@@ -205,7 +205,7 @@ class _TableView:
                 text, kind = format_cell(value)
                 tag = "th" if position < levels else "td"
                 scope = ' scope="row"' if tag == "th" else ""
-                title = f' title="{_raw_name(value)}"' if kind == "missing" else ""
+                title = f' title="{_gap_word(value)}"' if kind == "missing" else ""
                 cells.append(f'<{tag}{scope} class="fm-{kind}"{title}>{html.escape(text)}</{tag}>')
             rows.append("<tr>" + "".join(cells) + "</tr>")
         note = self.note()
@@ -282,7 +282,7 @@ def rerun_box(name: str, namespace: dict[str, Any]) -> Any:
     from fmlib.book.rules import rules_for
 
     notebook = find_chapter(name)
-    specs = read_parameters(notebook)
+    specs, rules = read_parameters(notebook), rules_for(notebook.stem)
     rows = ["| parameter | this run | meaning |", "|---|---|---|"]
     changed = []
     for spec in specs.values():
@@ -309,8 +309,7 @@ def rerun_box(name: str, namespace: dict[str, Any]) -> Any:
         "the page offers it (`.md`) and this executed notebook (`.ipynb`).",
         "",
         *rows,
-        *(["", "Combinations checked before a run: " + "; ".join(r.describe() for r in rules_for(notebook.stem)) + "."]
-          if rules_for(notebook.stem) else []),
+        *(["", "Combinations checked before a run: " + "; ".join(r.describe() for r in rules) + "."] if rules else []),
         ":::",
     ])
     return Markdown(text)
