@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import matplotlib as mpl
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.cm import ScalarMappable
 from matplotlib.colorbar import Colorbar
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from matplotlib.transforms import offset_copy
 
-__all__ = ["PALETTE", "colorbar", "legend_below", "legend_outside", "use_style"]
+__all__ = ["PALETTE", "colorbar", "legend_below", "legend_outside", "plain_log_axis", "use_style"]
 
 PALETTE = "colorblind"
 
@@ -64,3 +67,18 @@ def legend_below(ax: Axes, *, ncol: int = 2, offset: float = 46.0, **options: ob
     anchor = offset_copy(ax.transAxes, fig=ax.figure, y=-offset, units="points")
     options = {"frameon": False, **options}
     return ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=anchor, ncol=ncol, **options)
+
+
+def plain_log_axis(axis: Axis) -> None:
+    """Label a log axis that spans too few decades to show two powers of ten (the one log-tick helper).
+
+    Below one decade the ticks are 1, 1.5, 2, 3, 5 and 7 times the powers of ten, below two decades 1, 2 and 5 times,
+    all labelled in plain numbers; minor tick labels are hidden (on a short log axis they overlap).
+    """
+    low, high = axis.get_view_interval()
+    decades = math.log10(high / low) if 0 < low < high else math.inf
+    if decades < 2:
+        subs = (1, 1.5, 2, 3, 5, 7) if decades < 1 else (1, 2, 5)
+        axis.set_major_locator(LogLocator(base=10, subs=subs))
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())

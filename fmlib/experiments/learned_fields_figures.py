@@ -15,10 +15,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from fmlib.experiments.learned_fields import PAPER_TAU, Capacity, HybridCurve, VarianceCurve
-from fmlib.plots import legend_below, legend_outside
+from fmlib.plots import legend_below, legend_outside, plain_log_axis
 
 __all__ = ["figure_capacity", "figure_efm_variance", "figure_hybrid"]
 
@@ -47,9 +46,7 @@ def figure_capacity(capacity: Capacity) -> Figure:
     for i, n in enumerate(capacity.sizes):
         bx.plot(capacity.ts, capacity.error[i], "o-", ms=3, label=f"n = {n}")
     bx.set(yscale="log", xlabel="t", ylabel=r"$E\|u_\theta - u^*\|^2$")
-    bx.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 1, 2, 5 per decade, labelled plainly
-    bx.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    bx.yaxis.set_minor_formatter(NullFormatter())
+    plain_log_axis(bx.yaxis)  # plain labels, no crowded minor ones
     legend_outside(bx)
     return fig
 

@@ -27,9 +27,9 @@ from fmlib.experiments.stochastic_target import (
     feature_of_rate,
 )
 from fmlib.path import time_to_snr
-from fmlib.plots import legend_below, legend_outside
+from fmlib.plots import legend_below, legend_outside, plain_log_axis
 
-__all__ = ["fraction_figure", "histogram_figure", "laws_figure", "losses_figure", "readable_log_axis"]
+__all__ = ["fraction_figure", "histogram_figure", "laws_figure", "losses_figure"]
 
 
 def _logit_time_axis(ax: object, ticks: Sequence[float] = (0.001, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999)) -> None:
@@ -49,23 +49,6 @@ LEGEND_SIZE = 11
 
 HISTOGRAM_BINS = np.linspace(-1.0, 1.0, 41)
 """Bin edges of :func:`histogram_figure`: 40 bins of width 0.05 over [-1, 1]."""
-
-
-def readable_log_axis(axis: object) -> None:
-    """Label a log axis that spans too few decades to show two powers of ten.
-
-    Below one decade the ticks are 1, 1.5, 2, 3, 5 and 7 times the powers of ten, below two decades 1, 2 and 5 times,
-    all labelled in plain numbers; minor tick labels are hidden (on a short log axis they overlap).
-    """
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    low, high = axis.get_view_interval()
-    decades = math.log10(high / low) if 0 < low < high else math.inf
-    if decades < 2:
-        subs = (1, 1.5, 2, 3, 5, 7) if decades < 1 else (1, 2, 5)
-        axis.set_major_locator(LogLocator(base=10, subs=subs))
-        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    axis.set_minor_formatter(NullFormatter())
 
 
 def histogram_figure(panels: dict[str, PointMeasurement], times: Sequence[float], threshold: float = 0.9) -> Figure:
@@ -156,7 +139,7 @@ def laws_figure(grid: Grid, laws: LawFits) -> Figure:
         rax.axhline(0, color="gray", lw=0.8)
         rax.set(xlabel="log(n) / d", ylabel="residual in log s*")
         for axis in (ax.xaxis, ax.yaxis):
-            readable_log_axis(axis)  # the residual panel shares the x axis
+            plain_log_axis(axis)  # the residual panel shares the x axis
     handles = [plt.Line2D([], [], color="k", ls=styles[law][0], label=f"{law} law (top)") for law in LAWS]
     handles += [plt.Line2D([], [], color=styles[law][2], marker=styles[law][1], ls="none",
                            label=f"{law} residuals (bottom)") for law in LAWS]
