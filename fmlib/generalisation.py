@@ -11,6 +11,9 @@ Four measures, each read against real data the model never saw (held-out points)
   set than new data from the same law would be;
 - the kernel maximum mean discrepancy to held-out data (:func:`mmd`, unbiased estimator, Gaussian
   kernel with the median heuristic), a two-sample distance between laws (Gretton et al., JMLR 2012);
+  with :func:`mmd_to_training_set` (a model's law against the empirical measure of its own training
+  set, where the two-sample estimator's independence fails) and :func:`mmd_spread` (the sampling
+  noise of an MMD² of two samples of one law);
 - the two-halves test of Kadkhodaie et al. (2023) (:func:`two_halves_agreement`): two models
   trained on disjoint halves of the data and integrated from the same noises give nearly the same
   samples when they generalise, and each its own training points when they memorise (different
@@ -43,6 +46,8 @@ __all__ = [
     "distance_to_training",
     "frechet_distance",
     "mmd",
+    "mmd_spread",
+    "mmd_to_training_set",
     "summarise",
     "two_halves_agreement",
 ]
@@ -194,6 +199,51 @@ def mmd(x: Tensor, y: Tensor, *, bandwidth: float | None = None) -> MMD:
     yy = _kernel_sum(y, y, scale, same=True) / (n * (n - 1))
     xy = _kernel_sum(x, y, scale, same=False) / (m * n)
     return MMD(mmd2=xx + yy - 2.0 * xy, bandwidth=bandwidth)
+
+
+def mmd_to_training_set(x: Tensor, train: Tensor, *, bandwidth: float) -> float:
+    r"""MMD^2 between the law of ``x`` and the empirical measure of the training set :math:`\hat Y`, Gaussian kernel.
+
+    .. math::
+
+        \frac{\sum_{i \ne j} k(x_i, x_j)}{m (m - 1)} + \frac{\sum_{j, l} k(y_j, y_l)}{n^2}
+        - \frac{2 \sum_{i, j} k(x_i, y_j)}{m n}
+
+    Unbiased for :math:`\mathrm{MMD}^2(P, \hat Y)` when the m rows of ``x`` (m, d) are independent draws of
+    P given the training set ``train`` (n, d): endpoints integrated from FRESH noise, not from the training
+    sources. It is 0 in expectation for a model that copies training points chosen at random, and about
+    :math:`(1 - \bar k)/n > 0` (:math:`\bar k` the mean kernel between two points of the law) for new data
+    from the law of the training set. Why not the two-sample :func:`mmd`: its
+    unbiasedness assumes x independent of y, and a model's samples depend on its training set (copies
+    give about :math:`-2 (1 - \bar k)/n`, a negative value that measures dependence, not a distance);
+    endpoints from the training sources depend on their own paired targets as well.
+    """
+    check_data(x, "x")
+    check_points(train, x, "train", "x")
+    if x.shape[0] < 2:
+        raise ValueError(f"mmd_to_training_set needs at least 2 rows of x, got {x.shape[0]}")
+    bandwidth = check_float(bandwidth, "bandwidth", low=0.0, low_open=True)
+    x, train = x.double(), train.double()
+    scale, m, n = 1.0 / (2.0 * bandwidth**2), x.shape[0], train.shape[0]
+    xx = _kernel_sum(x, x, scale, same=True) / (m * (m - 1))
+    yy = (_kernel_sum(train, train, scale, same=True) + n) / n**2  # every pair, the n with j = l (k = 1) included
+    return xx + yy - 2.0 * _kernel_sum(x, train, scale, same=False) / (m * n)
+
+
+def mmd_spread(a: Tensor, b: Tensor, *, bandwidth: float, repeats: int = 20, seed: int = 0) -> float:
+    """Standard deviation of the unbiased MMD^2 (:func:`mmd`) between two samples of ONE law:
+    the pooled rows of ``a`` (m, d) and ``b`` (n, d) re-split at random ``repeats`` times into m and n rows.
+    The size of the sampling noise of an MMD^2 of two independent samples of these sizes."""
+    repeats = check_positive_int(repeats, "repeats")
+    if repeats < 2:
+        raise ValueError(f"repeats={repeats}: a standard deviation needs at least 2 re-splits")
+    pooled, m = torch.cat([a, b]).double(), a.shape[0]
+    g = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(repeats):
+        order = torch.randperm(pooled.shape[0], generator=g)
+        values.append(mmd(pooled[order[:m]], pooled[order[m:]], bandwidth=bandwidth).mmd2)
+    return float(np.std(values, ddof=1))
 
 
 def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from fmlib.experiments.pairings import MixtureResult, mixture_summary, mmd_spread, mmd_to_training_set
-from fmlib.generalisation import mmd
+from fmlib.experiments.pairings import MixtureResult, mixture_summary
+from fmlib.generalisation import mmd, mmd_spread, mmd_to_training_set
 
 
 def _normal(n: int, seed: int, d: int = 3) -> torch.Tensor:

@@ -51,7 +51,7 @@ from fmlib.couplings import (
 from fmlib.data import make_digits, make_gaussian_mixture
 from fmlib.experiments.verdicts import Finding, graded, require
 from fmlib.gaussian import AffinePairField, AffinePairModel
-from fmlib.generalisation import distance_to_training, mmd
+from fmlib.generalisation import distance_to_training, mmd, mmd_spread, mmd_to_training_set
 from fmlib.gradients import flow_matching_loss, gradient_variance
 from fmlib.ode import ADAPTIVE_METHODS, SOLVERS, integrate, integrate_adaptive, time_grid
 from fmlib.train import TrainConfig, TrainedModel, train_or_load
@@ -73,8 +73,6 @@ __all__ = [
     "largest_radial_rate",
     "mixture_experiment",
     "mixture_summary",
-    "mmd_spread",
-    "mmd_to_training_set",
     "near_half",
     "noise_cost_ratios",
     "noise_cost_sentence",
@@ -309,14 +307,21 @@ def endpoint_distances(x: Tensor, paired: Tensor, ot_partner: Tensor, *, margin:
     ot_partner = check_same_shape(ot_partner.to(x), x, "ot_partner", "x")
     finite = torch.isfinite(x).all(dim=1)
     d_pair, d_ot = (x - paired).norm(dim=1), (x - ot_partner).norm(dim=1)
+    sides = _sides(d_pair, d_ot, margin)
     some = bool(finite.any())
     return EndpointDistances(
         to_pair=float(d_pair[finite].mean()) if some else math.nan,
         to_ot=float(d_ot[finite].mean()) if some else math.nan,
-        closer_to_pair=float((finite & (margin * d_pair < d_ot)).double().mean()),
-        closer_to_ot=float((finite & (margin * d_ot < d_pair)).double().mean()),
+        closer_to_pair=float((sides == 1).double().mean()),
+        closer_to_ot=float((sides == -1).double().mean()),
         finite=float(finite.double().mean()),
     )
+
+
+def _sides(d_pair: Tensor, d_ot: Tensor, margin: float) -> Tensor:
+    """1 where ``margin`` times the distance to the pair is below that to the OT partner, -1 for the reverse, else 0
+    (a non-finite distance compares False both ways: 0)."""
+    return (margin * d_pair < d_ot).long() - (margin * d_ot < d_pair).long()
 
 
 @dataclass(frozen=True)
@@ -659,55 +664,6 @@ def shuffled_experiment(
 # 4. Gaussian mixtures: MMD to held-out data and to the training targets
 
 
-def _gaussian_kernel(a: Tensor, b: Tensor, bandwidth: float) -> Tensor:
-    """(A, B) Gaussian kernel exp(-||a_i - b_j||^2 / (2 h^2)), float64."""
-    return torch.exp(-torch.cdist(a.double(), b.double()).square() / (2.0 * bandwidth**2))
-
-
-def mmd_to_training_set(x: Tensor, train: Tensor, *, bandwidth: float) -> float:
-    r"""MMD^2 between the law of ``x`` and the empirical measure of the training set :math:`\hat Y`, Gaussian kernel.
-
-    .. math::
-
-        \frac{\sum_{i \ne j} k(x_i, x_j)}{m (m - 1)} + \frac{\sum_{j, l} k(y_j, y_l)}{n^2}
-        - \frac{2 \sum_{i, j} k(x_i, y_j)}{m n}
-
-    Unbiased for :math:`\mathrm{MMD}^2(P, \hat Y)` when the m rows of ``x`` (m, d) are independent draws of
-    P given the training set ``train`` (n, d): endpoints integrated from FRESH noise, not from the training
-    sources. It is 0 in expectation for a model that copies training points chosen at random, and about
-    :math:`(1 - \bar k)/n > 0` (:math:`\bar k` the mean kernel between two points of the law) for new data
-    from the law of the training set. Why not the two-sample :func:`fmlib.generalisation.mmd`: its
-    unbiasedness assumes x independent of y, and a model's samples depend on its training set (copies
-    give about :math:`-2 (1 - \bar k)/n`, a negative value that measures dependence, not a distance);
-    endpoints from the training sources depend on their own paired targets as well.
-    """
-    x, train = check_batch(x, "x"), check_batch(train, "train")
-    if x.shape[0] < 2:
-        raise ValueError(f"mmd_to_training_set needs at least 2 rows of x, got {x.shape[0]}")
-    bandwidth = check_float(bandwidth, "bandwidth", low=0.0, low_open=True)
-    m = x.shape[0]
-    kxx = _gaussian_kernel(x, x, bandwidth)
-    xx = float(kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
-    yy = float(_gaussian_kernel(train, train, bandwidth).mean())
-    return xx + yy - 2.0 * float(_gaussian_kernel(x, train, bandwidth).mean())
-
-
-def mmd_spread(a: Tensor, b: Tensor, *, bandwidth: float, repeats: int = 20, seed: int = 0) -> float:
-    """Standard deviation of the unbiased MMD^2 (:func:`fmlib.generalisation.mmd`) between two samples of ONE law:
-    the pooled rows of ``a`` (m, d) and ``b`` (n, d) re-split at random ``repeats`` times into m and n rows.
-    The size of the sampling noise of an MMD^2 of two independent samples of these sizes."""
-    repeats = check_positive_int(repeats, "repeats")
-    if repeats < 2:
-        raise ValueError(f"repeats={repeats}: a standard deviation needs at least 2 re-splits")
-    pooled, m = torch.cat([a, b]).double(), a.shape[0]
-    g = torch.Generator().manual_seed(seed)
-    values = []
-    for _ in range(repeats):
-        order = torch.randperm(pooled.shape[0], generator=g)
-        values.append(mmd(pooled[order[:m]], pooled[order[m:]], bandwidth=bandwidth).mmd2)
-    return float(np.std(values, ddof=1))
-
-
 @dataclass(frozen=True)
 class MixtureResult:
     """Gaussian-mixture pairs trained at each sigma, in each d.
@@ -715,8 +671,9 @@ class MixtureResult:
     Attributes:
         table: one row per (d, sigma): ``mmd_held_out`` (unbiased MMD^2, :func:`fmlib.generalisation.mmd`,
             of endpoints integrated from FRESH noise against a held-out sample: two independent samples),
-            ``mmd_spread`` (:func:`mmd_spread` of the training targets and the held-out sample: the noise of
-            such an estimate when there is no difference), ``mmd_train`` (:func:`mmd_to_training_set` of the
+            ``mmd_spread`` (:func:`fmlib.generalisation.mmd_spread` of the training targets and the held-out
+            sample: the noise of such an estimate when there is no difference), ``mmd_train``
+            (:func:`fmlib.generalisation.mmd_to_training_set` of the
             fresh endpoints: their law against the training set), ``mmd_train_new`` (the same for the held-out
             points: new data, the value of a model that generalises perfectly), ``to_pair`` (mean distance of
             an endpoint from a training source to its own target), ``nearest_ratio`` (median distance of the
@@ -793,8 +750,7 @@ def endpoint_sides(x: Tensor, paired: Tensor, ot_partner: Tensor, *, margin: flo
     """Per endpoint of x (B, d): 1 if at least ``margin`` times closer to its paired target than to its OT partner,
     -1 for the reverse, 0 otherwise (or not finite): the classes counted by :func:`endpoint_distances`."""
     x = check_batch(x, "x")
-    d_pair, d_ot = (x - paired.to(x)).norm(dim=1), (x - ot_partner.to(x)).norm(dim=1)
-    return (margin * d_pair < d_ot).long() - (margin * d_ot < d_pair).long()
+    return _sides((x - paired.to(x)).norm(dim=1), (x - ot_partner.to(x)).norm(dim=1), margin)
 
 
 def figure_rotation(result: RotationResult, sigma: float, *, shown: int = 40) -> Figure:
